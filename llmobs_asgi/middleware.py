@@ -1,0 +1,182 @@
+"""Pure ASGI middleware that opens the llmobs request scope."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmobs_core.server import (
+    HeaderNames,
+    ServerRequest,
+    ServerSettings,
+    carrier_from_pairs,
+)
+
+__all__ = ["LLMObsMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+SCOPE_KEY = "llmobs.request"
+"""Scope key set while an ``LLMObsMiddleware`` handles the request; a second
+copy of the middleware in the same stack sees it and passes through."""
+
+
+class LLMObsMiddleware:
+    """Give every HTTP request llmobs ids, context and a request span.
+
+    Reads the request headers (request id, ``traceparent``/``tracestate``,
+    tenant, tier, user, session, platform, app version, region; names set by
+    ``headers``) and the matched route from ``scope["route"]`` after routing.
+    Writes the ``X-Request-ID`` response header (replacing any the app set),
+    the scope key ``"llmobs.request"`` (the ``ServerRequest``), and the
+    context variables ``llmobs_request`` and ``llmobs_feature`` for the
+    duration of the request.
+
+    The request span is a SERVER span, or an INTERNAL child when another
+    instrumentation (FastAPI's or Starlette's built-in OpenTelemetry support,
+    or the contrib ASGI middleware) already made a SERVER span current. It ends
+    when the last response body message is sent, so streamed responses are
+    timed in full and background tasks are not. ``lifespan`` and
+    ``websocket`` scopes pass through untouched.
+
+    Args:
+        app: The ASGI app to wrap.
+        headers: Request header names; ``HeaderNames()`` by default.
+        features: Map of path pattern (shell wildcards) to feature name.
+        excluded_paths: Path patterns passed through untouched.
+        region: Region for requests without a region header.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        headers: HeaderNames | None = None,
+        features: Mapping[str, str] | None = None,
+        excluded_paths: Sequence[str] = (),
+        region: str | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = ServerSettings(
+            headers=headers,
+            features=features,
+            excluded_paths=excluded_paths,
+            region=region,
+        )
+        self._request_id_header = self.settings.headers.request_id.encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection."""
+        if (
+            scope["type"] != "http"
+            or SCOPE_KEY in scope
+            or self.settings.is_excluded(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        request = ServerRequest.start(
+            self.settings,
+            method=scope["method"],
+            path=scope["path"],
+            scheme=scope.get("scheme", "http"),
+            headers=carrier_from_pairs(
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in scope["headers"]
+            ),
+        )
+        scope[SCOPE_KEY] = request
+        try:
+            await self._serve(request, scope, receive, send)
+        finally:
+            del scope[SCOPE_KEY]
+            request.close()
+
+    async def _serve(
+        self, request: ServerRequest, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status_code: int | None = None
+        trailers = False
+        disconnected = False
+        request_id = (request.state.request_id or "").encode("latin-1")
+
+        async def receive_watching() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status_code, trailers, disconnected
+            kind = message["type"]
+            if kind == "http.response.start":
+                status_code = message["status"]
+                trailers = message.get("trailers", False)
+                message = self._with_request_id(message, request_id)
+            try:
+                await send(message)
+            except OSError:
+                disconnected = True
+                raise
+            if _ends_response(message, trailers):
+                request.finish(status_code=status_code, route=_route_of(scope))
+
+        try:
+            await self.app(scope, receive_watching, send_observed)
+        except BaseException as error:
+            cancelled = isinstance(error, asyncio.CancelledError)
+            request.finish(
+                status_code=status_code,
+                route=_route_of(scope),
+                error=None if cancelled else error,
+                client_closed=disconnected or cancelled,
+            )
+            raise
+        request.finish(
+            status_code=status_code, route=_route_of(scope), client_closed=disconnected
+        )
+
+    def _with_request_id(self, message: Message, request_id: bytes) -> Message:
+        name = self._request_id_header
+        headers = [
+            (key, value)
+            for key, value in message.get("headers", ())
+            if key.lower() != name
+        ]
+        headers.append((name, request_id))
+        return {**message, "headers": headers}
+
+
+def _ends_response(message: Message, trailers: bool) -> bool:
+    kind = message["type"]
+    if kind == "http.response.body":
+        return not trailers and not message.get("more_body", False)
+    if kind == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return kind == "http.response.pathsend"
+
+
+def _route_of(scope: Scope) -> str | None:
+    """Return the matched route template, with any mount prefix, or None.
+
+    Never raises: a failure to resolve the route must not change the response.
+    """
+    try:
+        route = scope.get("route")
+        if route is None:
+            return None
+        root_path = scope.get("root_path", "").rstrip("/")
+        if isinstance(route, Mount):
+            return root_path or "/"
+        path_format = getattr(route, "path_format", None)
+        if not isinstance(path_format, str):
+            return None
+        return (root_path + path_format) or "/"
+    except Exception:  # noqa: BLE001 - must not change the response
+        logger.debug("resolving the route template failed", exc_info=True)
+        return None

@@ -1,0 +1,52 @@
+"""llmobs core: one observable event per LLM call, in logs, metrics and traces."""
+
+from llmobs_core._call import LLMCall
+from llmobs_core.config import Config, configure
+from llmobs_core.context import (
+    RequestContext,
+    bind_context,
+    current_context,
+    feature,
+)
+from llmobs_core.emitters import (
+    Emitter,
+    JsonLogEmitter,
+    OTelSpanEmitter,
+    PrometheusEmitter,
+    install_json_handler,
+)
+from llmobs_core.schema import SCHEMA_VERSION, CallStatus, LLMCallLog
+from llmobs_core.server import HeaderNames
+from llmobs_core.stages import (
+    build_prompt,
+    call_llm,
+    current_call,
+    observe_llm_call,
+    postprocess,
+    retrieve_context,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CallStatus",
+    "Config",
+    "Emitter",
+    "HeaderNames",
+    "JsonLogEmitter",
+    "LLMCall",
+    "LLMCallLog",
+    "OTelSpanEmitter",
+    "PrometheusEmitter",
+    "RequestContext",
+    "bind_context",
+    "build_prompt",
+    "call_llm",
+    "configure",
+    "current_call",
+    "current_context",
+    "feature",
+    "install_json_handler",
+    "observe_llm_call",
+    "postprocess",
+    "retrieve_context",
+]

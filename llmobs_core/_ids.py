@@ -1,0 +1,47 @@
+"""Generate and validate request ids and W3C trace and span ids."""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+
+MAX_REQUEST_ID_LENGTH = 128
+
+# 32-hex ids (nginx $request_id), UUIDs of any version and case, and other
+# opaque ids made of URL-safe characters pass unchanged.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+
+# Ids only need to be unique, not secret, so the fast non-cryptographic
+# generator is enough; the OpenTelemetry SDK's RandomIdGenerator does the same.
+_random = random.Random()
+
+
+def is_valid_request_id(value: str) -> bool:
+    """Return whether ``value`` is acceptable as a request id as received."""
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
+def new_request_id() -> str:
+    """Return a fresh request id: a random UUID as 32 lower-case hex digits."""
+    return uuid.uuid4().hex
+
+
+def new_trace_id() -> int:
+    """Return a random, valid (non-zero) 128-bit W3C trace id."""
+    return _random.getrandbits(128) or 1
+
+
+def new_span_id() -> int:
+    """Return a random, valid (non-zero) 64-bit W3C span id."""
+    return _random.getrandbits(64) or 1
+
+
+def format_trace_id(trace_id: int) -> str:
+    """Format a trace id as 32 lower-case hex digits."""
+    return f"{trace_id:032x}"
+
+
+def format_span_id(span_id: int) -> str:
+    """Format a span id as 16 lower-case hex digits."""
+    return f"{span_id:016x}"

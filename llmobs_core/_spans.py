@@ -1,0 +1,54 @@
+"""Start spans that carry valid ids even when no OpenTelemetry SDK is set up."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+)
+from opentelemetry.util.types import Attributes
+
+from llmobs_core._ids import new_span_id, new_trace_id
+
+
+def start_span(
+    tracer: trace.Tracer,
+    name: str,
+    *,
+    context: Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Attributes = None,
+) -> Span:
+    """Start a span as a child of the span in ``context`` (or the current one).
+
+    With only ``opentelemetry-api`` installed the tracer returns the parent
+    itself, or an invalid span. This function then returns a non-recording
+    span with the parent's trace id (or a new one) and a new span id, so that
+    events and outgoing ``traceparent`` headers still correlate.
+    """
+    parent = trace.get_current_span(context)
+    span = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+    span_context = span.get_span_context()
+    if span is not parent and span_context.is_valid:
+        return span
+
+    parent_context = parent.get_span_context()
+    if parent_context.is_valid:
+        trace_id, flags = parent_context.trace_id, parent_context.trace_flags
+    else:
+        trace_id, flags = new_trace_id(), TraceFlags(TraceFlags.DEFAULT)
+
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id=trace_id,
+            span_id=new_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=parent_context.trace_state,
+        )
+    )

@@ -1,0 +1,52 @@
+"""Map an exception that ended an LLM call to a ``CallStatus``.
+
+Provider SDKs are matched by class name and module, so no SDK is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from llmobs_core.schema import CallStatus
+
+_SDK_MODULES = ("openai", "anthropic")
+
+# Checked in order against the exception's class hierarchy; the first match wins.
+_SDK_CLASS_STATUS = (
+    ("APITimeoutError", CallStatus.TIMEOUT),
+    ("RateLimitError", CallStatus.RATE_LIMITED),
+    ("APIStatusError", CallStatus.PROVIDER_ERROR),
+    ("APIConnectionError", CallStatus.PROVIDER_ERROR),
+    ("APIError", CallStatus.PROVIDER_ERROR),
+)
+
+
+def classify_exception(error: BaseException) -> CallStatus:
+    """Return the call status for an exception that ended an LLM call."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
+        return CallStatus.CANCELLED
+    sdk_classes = {
+        cls.__name__
+        for cls in type(error).__mro__
+        if cls.__module__.split(".", 1)[0] in _SDK_MODULES
+    }
+    for class_name, status in _SDK_CLASS_STATUS:
+        if class_name in sdk_classes:
+            return status
+    if isinstance(error, TimeoutError):
+        return CallStatus.TIMEOUT
+
+    return CallStatus.ERROR
+
+
+def error_type_name(error: BaseException) -> str:
+    """Return the exception's class as ``module.QualName``, without the SDK's
+    private submodules (``openai.RateLimitError``, not ``openai._exceptions...``).
+    """
+    cls = type(error)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    public = [part for part in module.split(".") if not part.startswith("_")]
+
+    return ".".join([*public, cls.__qualname__])

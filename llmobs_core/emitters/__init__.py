@@ -1,0 +1,23 @@
+"""Backends that receive llmobs events: JSON log, Prometheus, OpenTelemetry."""
+
+from llmobs_core.emitters._base import Emitter, EmitterFanout, StageEvent
+from llmobs_core.emitters.jsonlog import (
+    EVENTS_LOGGER,
+    JsonLogEmitter,
+    install_json_handler,
+)
+from llmobs_core.emitters.otel import OTelSpanEmitter
+from llmobs_core.emitters.prometheus import LLMMetrics, PrometheusEmitter, metrics_for
+
+__all__ = [
+    "EVENTS_LOGGER",
+    "Emitter",
+    "EmitterFanout",
+    "JsonLogEmitter",
+    "LLMMetrics",
+    "OTelSpanEmitter",
+    "PrometheusEmitter",
+    "StageEvent",
+    "install_json_handler",
+    "metrics_for",
+]

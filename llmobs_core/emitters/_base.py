@@ -1,0 +1,102 @@
+"""The ``Emitter`` protocol and the fan-out that isolates emitter failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from opentelemetry.trace import Span
+
+from llmobs_core._ratelimit import RateLimitedWarning
+from llmobs_core.schema import LLMCallLog
+
+logger = logging.getLogger("llmobs_core.emitters")
+
+WARNING_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageEvent:
+    """Record of one finished stage (``build_prompt``, ``call_llm``, ...)."""
+
+    stage: str
+    feature_name: str | None
+    duration_ms: float
+    failed: bool
+    request_id: str | None
+    trace_id: str
+
+
+@runtime_checkable
+class Emitter(Protocol):
+    """Backend that receives every call event and stage event.
+
+    Implementations must be thread-safe and fast: they run on the request's
+    thread or task, right before the stage's span ends.
+    """
+
+    name: str
+    """Short name used in the ``emitter`` label of the error counter."""
+
+    def emit_call(self, event: LLMCallLog, span: Span) -> None:
+        """Handle the event of one finished LLM call whose span is still open."""
+
+    def emit_stage(self, event: StageEvent) -> None:
+        """Handle one finished stage."""
+
+
+class EmitterFanout:
+    """Send events to every emitter; a failing emitter never affects the others.
+
+    A failure is counted through ``count_error`` and logged at WARNING at most
+    once per emitter every ``WARNING_INTERVAL_SECONDS``.
+    """
+
+    def __init__(
+        self,
+        emitters: Sequence[Emitter],
+        count_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.emitters = tuple(emitters)
+        self._count_error = count_error
+        self._warning = RateLimitedWarning(logger, WARNING_INTERVAL_SECONDS)
+
+    def emit_call(self, event: LLMCallLog, span: Span) -> None:
+        """Send a call event to every emitter."""
+        for emitter in self.emitters:
+            try:
+                emitter.emit_call(event, span)
+            except Exception as error:  # noqa: BLE001 - isolate emitter bugs
+                self._report(emitter, error, event.request_id, event.trace_id)
+
+    def emit_stage(self, event: StageEvent) -> None:
+        """Send a stage event to every emitter."""
+        for emitter in self.emitters:
+            try:
+                emitter.emit_stage(event)
+            except Exception as error:  # noqa: BLE001 - isolate emitter bugs
+                self._report(emitter, error, event.request_id, event.trace_id)
+
+    def _report(
+        self,
+        emitter: Emitter,
+        error: Exception,
+        request_id: str | None,
+        trace_id: str,
+    ) -> None:
+        name = getattr(emitter, "name", type(emitter).__name__)
+        if self._count_error is not None:
+            try:
+                self._count_error(name)
+            except Exception:  # noqa: BLE001 - the counter itself must not raise
+                logger.debug("counting an emitter error failed", exc_info=True)
+        self._warning.warn(
+            name,
+            "llmobs emitter %s failed: %r (request_id=%s trace_id=%s)",
+            name,
+            error,
+            request_id,
+            trace_id,
+        )

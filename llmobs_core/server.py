@@ -1,0 +1,341 @@
+"""Framework-neutral lifecycle of one server request, shared by the plugins.
+
+A plugin builds one ``ServerSettings`` when it is constructed and, for each
+request, calls ``ServerRequest.start`` with the request's method, path and
+headers, then ``finish`` once when the response is complete, and ``close``
+in a ``finally`` block on the task or thread that called ``start``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmobs_core import _semconv as semconv
+from llmobs_core._ids import format_trace_id, is_valid_request_id, new_request_id
+from llmobs_core._spans import start_span
+from llmobs_core.config import get_config
+from llmobs_core.context import RequestState, enter_request, exit_request
+
+__all__ = ["HeaderNames", "ServerRequest", "ServerSettings", "carrier_from_pairs"]
+
+logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED_STATUS = 499
+"""Status recorded when the client went away before the response ended; the
+value nginx uses. It is never sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderNames:
+    """Request header names read by the middleware; case-insensitive."""
+
+    request_id: str = "x-request-id"
+    tenant_id: str = "x-tenant-id"
+    tenant_tier: str = "x-tenant-tier"
+    user_id: str = "x-user-id"
+    session_id: str = "x-session-id"
+    platform: str = "x-platform"
+    app_version: str = "x-app-version"
+    region: str = "x-region"
+
+    def lowered(self) -> HeaderNames:
+        """Return a copy with every name in lower case."""
+        return HeaderNames(**{k: v.lower() for k, v in _as_dict(self).items()})
+
+
+# Longest accepted value of a tenant, session or similar header; longer values
+# are cut so a client cannot make events arbitrarily large.
+MAX_ATTRIBUTE_LENGTH = 256
+
+
+class ServerSettings:
+    """Per-middleware settings, checked and compiled once.
+
+    Args:
+        headers: Header names to read, or None for the defaults.
+        features: Map of path pattern to feature name. Patterns use shell
+            wildcards (``/api/chat/*``) and are tried in order; the first
+            match names the request's feature.
+        excluded_paths: Path patterns, in the same syntax, that are passed
+            through untouched (health checks, ``/metrics``).
+        region: Region to use when the request has no region header.
+
+    Raises:
+        TypeError: For a pattern or feature name that is not a string.
+        ValueError: For an empty pattern or feature name.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: HeaderNames | None = None,
+        features: Mapping[str, str] | None = None,
+        excluded_paths: Sequence[str] = (),
+        region: str | None = None,
+    ) -> None:
+        self.headers = (headers or HeaderNames()).lowered()
+        self.features = tuple(
+            (_compile_pattern(pattern, "features"), _check_name(name, pattern))
+            for pattern, name in (features or {}).items()
+        )
+        self.excluded = tuple(
+            _compile_pattern(pattern, "excluded_paths") for pattern in excluded_paths
+        )
+        self.region = region
+
+    def feature_for(self, path: str) -> str | None:
+        """Return the feature mapped to ``path``, or None."""
+        for pattern, name in self.features:
+            if pattern.fullmatch(path):
+                return name
+        return None
+
+    def is_excluded(self, path: str) -> bool:
+        """Return whether requests to ``path`` are passed through untouched."""
+        return any(pattern.fullmatch(path) for pattern in self.excluded)
+
+
+class ServerRequest:
+    """One request's ids, llmobs context and request span.
+
+    Create with ``start``; not shared between requests.
+    """
+
+    __slots__ = (
+        "_finished",
+        "_otel_token",
+        "_tokens",
+        "method",
+        "outer_span",
+        "span",
+        "state",
+    )
+
+    def __init__(
+        self,
+        state: RequestState,
+        span: Span,
+        outer_span: Span | None,
+        method: str,
+    ) -> None:
+        self.state = state
+        self.span = span
+        self.outer_span = outer_span
+        self.method = method
+        self._finished = False
+        self._tokens = enter_request(state)
+        self._otel_token = otel_context.attach(trace.set_span_in_context(span))
+
+    @classmethod
+    def start(
+        cls,
+        settings: ServerSettings,
+        *,
+        method: str,
+        path: str,
+        scheme: str,
+        headers: Mapping[str, str],
+    ) -> ServerRequest:
+        """Start the request: ids, context, and the request span made current.
+
+        Args:
+            settings: The plugin's settings.
+            method: HTTP method.
+            path: URL path, without query string.
+            scheme: URL scheme, ``http`` or ``https``.
+            headers: Request headers with lower-case names; repeated headers
+                joined with ``,`` (see ``carrier_from_pairs``).
+        """
+        config = get_config()
+        state = _state_from_headers(settings, headers, config.hash_user_id)
+        state.feature_name = settings.feature_for(path)
+        attributes: dict[str, Any] = {
+            semconv.HTTP_REQUEST_METHOD: method,
+            semconv.URL_PATH: path,
+            semconv.URL_SCHEME: scheme,
+            semconv.LLMOBS_REQUEST_ID: state.request_id,
+        }
+        outer = _active_server_span()
+        if outer is not None:
+            span = start_span(config.tracer, f"llmobs {method}", attributes=attributes)
+        else:
+            # Only the headers count: the ambient context may be a previous
+            # request's, left on a task the server reuses.
+            parent = propagate.extract(headers, context=otel_context.Context())
+            span = start_span(
+                config.tracer,
+                method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+            )
+        state.trace_id = format_trace_id(span.get_span_context().trace_id)
+
+        return cls(state, span, outer, method)
+
+    def finish(
+        self,
+        *,
+        status_code: int | None,
+        route: str | None,
+        error: BaseException | None = None,
+        client_closed: bool = False,
+    ) -> None:
+        """End the request span; later calls do nothing.
+
+        Args:
+            status_code: The response status sent, or None if none was sent.
+            route: The matched route template, for example ``/items/{id}``.
+            error: The exception that ended the request, if any.
+            client_closed: True if the client disconnected before the end.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        span = self.span
+        try:
+            if span.is_recording():
+                self._annotate(span, status_code, route, error, client_closed)
+            if self.outer_span is not None and self.outer_span.is_recording():
+                self.outer_span.set_attributes(self._request_attributes())
+        finally:
+            span.end()
+
+    def close(self) -> None:
+        """Restore the context that was current before ``start``."""
+        try:
+            otel_context.detach(self._otel_token)
+        finally:
+            exit_request(self._tokens)
+
+    def _annotate(
+        self,
+        span: Span,
+        status_code: int | None,
+        route: str | None,
+        error: BaseException | None,
+        client_closed: bool,
+    ) -> None:
+        if route is not None:
+            span.set_attribute(semconv.HTTP_ROUTE, route)
+            prefix = "llmobs " if self.outer_span is not None else ""
+            span.update_name(f"{prefix}{self.method} {route}")
+        span.set_attributes(self._request_attributes())
+        if client_closed and error is None:
+            span.set_attribute(semconv.LLMOBS_CLIENT_CLOSED, True)
+            status_code = status_code or CLIENT_CLOSED_STATUS
+        if error is not None and not client_closed:
+            span.record_exception(error)
+            status_code = status_code or 500
+            span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        elif status_code is not None and status_code >= 500 and not client_closed:
+            span.set_attribute(semconv.ERROR_TYPE, str(status_code))
+            span.set_status(Status(StatusCode.ERROR))
+        if status_code is not None:
+            span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status_code)
+
+    def _request_attributes(self) -> dict[str, str]:
+        state = self.state
+        values = {
+            semconv.LLMOBS_REQUEST_ID: state.request_id,
+            semconv.LLM_FEATURE_NAME: state.feature_name,
+            semconv.LLMOBS_TENANT_ID: state.tenant_id,
+            semconv.LLMOBS_TENANT_TIER: state.tenant_tier,
+        }
+        return {name: value for name, value in values.items() if value is not None}
+
+
+def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Build a header mapping with lower-case names from name-value pairs.
+
+    Repeated headers are joined with ``,`` as HTTP allows for list headers.
+    So a repeated ``tracestate`` is merged, and a repeated ``traceparent``
+    becomes invalid and is ignored: a new trace starts.
+    """
+    carrier: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
+    return carrier
+
+
+def _state_from_headers(
+    settings: ServerSettings, headers: Mapping[str, str], hash_user_id: Any
+) -> RequestState:
+    names = settings.headers
+    user_id = _clean(headers.get(names.user_id))
+
+    return RequestState(
+        request_id=_request_id(headers.get(names.request_id)),
+        tenant_id=_clean(headers.get(names.tenant_id)),
+        tenant_tier=_clean(headers.get(names.tenant_tier)),
+        user_id_hash=hash_user_id(user_id) if user_id else None,
+        session_id=_clean(headers.get(names.session_id)),
+        platform=_clean(headers.get(names.platform)),
+        app_version=_clean(headers.get(names.app_version)),
+        region=_clean(headers.get(names.region)) or settings.region,
+    )
+
+
+def _request_id(received: str | None) -> str:
+    if received is None:
+        return new_request_id()
+    if is_valid_request_id(received):
+        return received
+    replacement = new_request_id()
+    logger.debug(
+        "invalid request id header (%d characters) replaced by %s",
+        len(received),
+        replacement,
+    )
+    return replacement
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()[:MAX_ATTRIBUTE_LENGTH]
+    return value or None
+
+
+def _active_server_span() -> Span | None:
+    """Return the current span if it is a live SERVER span from another
+    instrumentation (FastAPI's or Starlette's built-in telemetry, or the
+    OpenTelemetry contrib ASGI middleware)."""
+    span = trace.get_current_span()
+    if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER:
+        return span
+    return None
+
+
+def _compile_pattern(pattern: object, option: str) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise TypeError(f"{option} patterns must be str, got {pattern!r}")
+    if not pattern.startswith("/"):
+        raise ValueError(
+            f"{option} pattern {pattern!r} must start with '/', "
+            "for example '/api/chat/*'"
+        )
+    return re.compile(fnmatch.translate(pattern))
+
+
+def _check_name(name: object, pattern: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"features[{pattern!r}] must be a non-empty feature name, got {name!r}"
+        )
+    return name
+
+
+def _as_dict(names: HeaderNames) -> dict[str, str]:
+    return {field: getattr(names, field) for field in names.__slots__}

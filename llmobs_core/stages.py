@@ -1,0 +1,338 @@
+"""Pipeline stage helpers: ``build_prompt``, ``retrieve_context``, ``call_llm``
+and ``postprocess``.
+
+Each helper returns a scope that works as ``with``, ``async with`` and as a
+decorator. A scope starts a child span of the current span named after the
+stage, makes it current inside, and on exit ends it and records the stage's
+duration. ``call_llm`` also emits one ``LLMCallLog`` per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, ParamSpec, Self, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from llmobs_core import _semconv as semconv
+from llmobs_core._call import LLMCall
+from llmobs_core._ids import format_trace_id
+from llmobs_core._spans import start_span
+from llmobs_core.config import get_config
+from llmobs_core.context import current_feature, llmobs_request
+from llmobs_core.emitters import StageEvent
+
+__all__ = [
+    "LLMCallScope",
+    "StageScope",
+    "build_prompt",
+    "call_llm",
+    "current_call",
+    "observe_llm_call",
+    "postprocess",
+    "retrieve_context",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+llmobs_call: ContextVar[LLMCall | None] = ContextVar("llmobs_call", default=None)
+
+
+class StageScope:
+    """One run of a pipeline stage; single use as a context manager.
+
+    Used as a decorator, it starts a fresh run for every call of the function.
+    """
+
+    kind = SpanKind.INTERNAL
+
+    def __init__(self, stage: str, attributes: dict[str, str] | None = None) -> None:
+        self.stage = stage
+        self.attributes = attributes or {}
+        self.span: Span | None = None
+        self._started_ns = 0
+        self._feature: str | None = None
+        self._token: object | None = None
+
+    def _fresh(self) -> Self:
+        return type(self)(self.stage, self.attributes)
+
+    def _start(self) -> None:
+        if self.span is not None:
+            raise RuntimeError(
+                f"{self.stage}() scope was already entered; call {self.stage}() "
+                "again for each 'with' block"
+            )
+        config = get_config()
+        self._feature = current_feature()
+        attributes: dict[str, Any] = {semconv.LLM_STAGE: self.stage, **self.attributes}
+        if self._feature is not None:
+            attributes[semconv.LLM_FEATURE_NAME] = self._feature
+        self.span = start_span(
+            config.tracer, self.stage, kind=self.kind, attributes=attributes
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._started_ns = time.perf_counter_ns()
+
+    def _finish(self, error: BaseException | None) -> None:
+        span = self.span
+        assert span is not None  # _start() ran
+        duration_ms = (time.perf_counter_ns() - self._started_ns) / 1e6
+        try:
+            self._emit(span, error, duration_ms)
+        finally:
+            if error is not None and span.is_recording():
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+            otel_context.detach(cast(Token[Any], self._token))
+
+    def _emit(
+        self, span: Span, error: BaseException | None, duration_ms: float
+    ) -> None:
+        state = llmobs_request.get()
+        get_config().fanout.emit_stage(
+            StageEvent(
+                stage=self.stage,
+                feature_name=self._feature,
+                duration_ms=duration_ms,
+                failed=error is not None,
+                request_id=state.request_id if state is not None else None,
+                trace_id=format_trace_id(span.get_span_context().trace_id),
+            )
+        )
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    @overload
+    def __call__(
+        self, function: Callable[P, Awaitable[R]]
+    ) -> Callable[P, Awaitable[R]]: ...
+
+    @overload
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, function: Callable[P, Any]) -> Callable[P, Any]:
+        """Wrap a sync or async function so each call runs as a new stage.
+
+        Raises:
+            TypeError: For a generator function, whose body runs after the call
+                returns; use ``with`` inside the generator instead.
+        """
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function
+        ):
+            raise TypeError(
+                f"{self.stage}() cannot decorate generator function "
+                f"{function.__qualname__}; use 'with {self.stage}(...)' inside it"
+            )
+        if inspect.iscoroutinefunction(function):
+            async_function = cast(Callable[P, Awaitable[Any]], function)
+
+            @functools.wraps(function)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                run = self._fresh()
+                async with run:
+                    result = await async_function(*args, **kwargs)
+                    run._on_return(result)
+                return result
+
+            return run_async
+
+        @functools.wraps(function)
+        def run_sync(*args: P.args, **kwargs: P.kwargs) -> Any:
+            run = self._fresh()
+            with run:
+                result = function(*args, **kwargs)
+                run._on_return(result)
+            return result
+
+        return run_sync
+
+    def _on_return(self, result: object) -> None:
+        """Handle the decorated function's return value; stages ignore it."""
+
+
+class LLMCallScope(StageScope):
+    """One LLM call: a ``call_llm`` span plus one event on exit.
+
+    ``with`` yields the ``LLMCall`` handle. As a decorator, the handle is
+    available inside through ``current_call()``, and the return value is
+    passed to ``LLMCall.record`` unless usage was set explicitly.
+    """
+
+    kind = SpanKind.CLIENT
+
+    def __init__(
+        self,
+        stage: str = "call_llm",
+        attributes: dict[str, str] | None = None,
+        *,
+        call_arguments: dict[str, Any],
+    ) -> None:
+        super().__init__(stage, attributes)
+        self._call_arguments = call_arguments
+        self.call: LLMCall | None = None
+        self._call_token: Token[LLMCall | None] | None = None
+
+    def _fresh(self) -> Self:
+        return type(self)(
+            self.stage, self.attributes, call_arguments=self._call_arguments
+        )
+
+    def _start(self) -> None:
+        super()._start()
+        assert self.span is not None
+        self.call = LLMCall(span=self.span, **self._call_arguments)
+        self._call_token = llmobs_call.set(self.call)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._call_token is not None:
+            llmobs_call.reset(self._call_token)
+            self._call_token = None
+        super()._finish(error)
+
+    def _emit(
+        self, span: Span, error: BaseException | None, duration_ms: float
+    ) -> None:
+        assert self.call is not None
+        self.call.finish(error)
+        super()._emit(span, error, duration_ms)
+
+    def _on_return(self, result: object) -> None:
+        assert self.call is not None
+        if result is not None and not self.call.has_usage:
+            self.call.record(result)
+
+    def __enter__(self) -> LLMCall:  # type: ignore[override]
+        self._start()
+        assert self.call is not None
+        return self.call
+
+    async def __aenter__(self) -> LLMCall:  # type: ignore[override]
+        return self.__enter__()
+
+
+def build_prompt(**attributes: str) -> StageScope:
+    """Scope the stage that fills a prompt template.
+
+    Args:
+        **attributes: String span attributes, for example ``template="v2"``.
+    """
+    return StageScope("build_prompt", attributes)
+
+
+def retrieve_context(**attributes: str) -> StageScope:
+    """Scope the retrieval stage (vector search, database, tool calls).
+
+    Args:
+        **attributes: String span attributes.
+    """
+    return StageScope("retrieve_context", attributes)
+
+
+def postprocess(**attributes: str) -> StageScope:
+    """Scope the stage that checks or reshapes the model's answer.
+
+    Args:
+        **attributes: String span attributes.
+    """
+    return StageScope("postprocess", attributes)
+
+
+def call_llm(
+    *,
+    model: str,
+    provider: str | None = None,
+    prompt_template_id: str | None = None,
+    prompt: Any = None,
+    **extra: str,
+) -> LLMCallScope:
+    """Scope one LLM call and emit its event when the scope ends.
+
+    Args:
+        model: The requested model name.
+        provider: Provider name, for example ``"openai"``.
+        prompt_template_id: Id of the template the prompt was built from.
+        prompt: The prompt text or message list. Only its SHA-256 hash is
+            kept; the text itself is never stored.
+        **extra: String attributes added to the event's ``extra`` field.
+
+    Returns:
+        A scope yielding an ``LLMCall`` handle.
+
+    Raises:
+        TypeError: If ``model`` is not a non-empty string or an ``extra`` value
+            is not a string.
+    """
+    return LLMCallScope(
+        call_arguments=LLMCall.arguments(
+            model=model,
+            provider=provider,
+            prompt_template_id=prompt_template_id,
+            prompt=prompt,
+            extra=extra,
+        ),
+    )
+
+
+def observe_llm_call(
+    feature_name: str,
+    model: str,
+    *,
+    provider: str | None = None,
+    prompt_template_id: str | None = None,
+    prompt: Any = None,
+    **context: str,
+) -> LLMCallScope:
+    """Scope one LLM call for code that names its feature explicitly.
+
+    Same as ``call_llm``, with the feature name given instead of taken from
+    the request, and request attributes (``tenant_id``, ``tenant_tier``,
+    ``session_id``, ``platform``, ``app_version``, ``region``) that override
+    the request's for this event; other keyword arguments go to ``extra``.
+    """
+    return LLMCallScope(
+        call_arguments=LLMCall.arguments(
+            model=model,
+            provider=provider,
+            prompt_template_id=prompt_template_id,
+            prompt=prompt,
+            extra=context,
+            feature_name=feature_name,
+        ),
+    )
+
+
+def current_call() -> LLMCall | None:
+    """Return the handle of the innermost ``call_llm`` scope, if any."""
+    return llmobs_call.get()
