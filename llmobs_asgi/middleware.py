@@ -153,11 +153,11 @@ class LLMObsMiddleware:
 
 
 def _ends_response(message: Message, trailers: bool) -> bool:
-    kind = message["type"]
+    kind: str = message["type"]
     if kind == "http.response.body":
-        return not trailers and not message.get("more_body", False)
+        return not trailers and not bool(message.get("more_body", False))
     if kind == "http.response.trailers":
-        return not message.get("more_trailers", False)
+        return not bool(message.get("more_trailers", False))
     return kind == "http.response.pathsend"
 
 
@@ -177,6 +177,6 @@ def _route_of(scope: Scope) -> str | None:
         if not isinstance(path_format, str):
             return None
         return (root_path + path_format) or "/"
-    except Exception:  # noqa: BLE001 - must not change the response
+    except Exception:
         logger.debug("resolving the route template failed", exc_info=True)
         return None

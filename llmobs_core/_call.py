@@ -171,9 +171,11 @@ class LLMCall:
             self._merge_usage(usage)
 
     def record_chunk(self, chunk: Any) -> None:
-        """Record one streamed chunk: marks the call as streaming, takes the
-        first chunk's arrival as the time to first token, and reads usage from
-        the chunk that carries it."""
+        """Record one streamed chunk.
+
+        Marks the call as streaming, takes the first chunk's arrival as the
+        time to first token, and reads usage from the chunk that carries it.
+        """
         self.mark_first_token()
         self.record(chunk)
 

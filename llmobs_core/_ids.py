@@ -10,7 +10,7 @@ MAX_REQUEST_ID_LENGTH = 128
 
 # 32-hex ids (nginx $request_id), UUIDs of any version and case, and other
 # opaque ids made of URL-safe characters pass unchanged.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 # Ids only need to be unique, not secret, so the fast non-cryptographic
 # generator is enough; the OpenTelemetry SDK's RandomIdGenerator does the same.

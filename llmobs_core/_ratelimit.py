@@ -32,9 +32,6 @@ class RateLimitedWarning:
                 return
             self._last[key] = now
             suppressed = self._suppressed.pop(key, 0)
-        self._logger.warning(
-            message + " (%d similar warnings suppressed since the last one)",
-            *args,
-            suppressed,
-            exc_info=exc_info,
-        )
+        if suppressed:
+            message = f"{message} ({suppressed} similar warnings suppressed)"
+        self._logger.warning(message, *args, exc_info=exc_info)

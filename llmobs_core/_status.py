@@ -40,8 +40,10 @@ def classify_exception(error: BaseException) -> CallStatus:
 
 
 def error_type_name(error: BaseException) -> str:
-    """Return the exception's class as ``module.QualName``, without the SDK's
-    private submodules (``openai.RateLimitError``, not ``openai._exceptions...``).
+    """Return the exception's class as ``module.QualName``.
+
+    Private submodules are left out: ``openai.RateLimitError``, not
+    ``openai._exceptions.RateLimitError``.
     """
     cls = type(error)
     module = cls.__module__

@@ -21,13 +21,13 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 __all__ = [
+    "FeatureScope",
     "RequestContext",
     "RequestState",
     "bind_context",
     "current_context",
     "current_feature",
     "feature",
-    "FeatureScope",
 ]
 
 logger = logging.getLogger(__name__)

@@ -160,4 +160,3 @@ def json_schema() -> dict[str, Any]:
         for serialized output.
     """
     return LLMCallLog.model_json_schema(mode="serialization")
-

@@ -309,9 +309,11 @@ def _clean(value: str | None) -> str | None:
 
 
 def _active_server_span() -> Span | None:
-    """Return the current span if it is a live SERVER span from another
-    instrumentation (FastAPI's or Starlette's built-in telemetry, or the
-    OpenTelemetry contrib ASGI middleware)."""
+    """Return the current span if it is a live SERVER span.
+
+    Such a span comes from another instrumentation: FastAPI's or Starlette's
+    built-in telemetry, or the OpenTelemetry contrib ASGI middleware.
+    """
     span = trace.get_current_span()
     if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER:
         return span

@@ -1,10 +1,10 @@
-"""Pipeline stage helpers: ``build_prompt``, ``retrieve_context``, ``call_llm``
-and ``postprocess``.
+"""Scope the four pipeline stages of an LLM request.
 
-Each helper returns a scope that works as ``with``, ``async with`` and as a
-decorator. A scope starts a child span of the current span named after the
-stage, makes it current inside, and on exit ends it and records the stage's
-duration. ``call_llm`` also emits one ``LLMCallLog`` per call.
+The helpers are ``build_prompt``, ``retrieve_context``, ``call_llm`` and
+``postprocess``. Each returns a scope that works as ``with``, ``async with``
+and as a decorator. A scope starts a child span of the current span named
+after the stage, makes it current inside, and on exit ends it and records the
+stage's duration. ``call_llm`` also emits one ``LLMCallLog`` per call.
 """
 
 from __future__ import annotations

@@ -71,6 +71,13 @@ class Observed:
         return self.registry.get_sample_value(name, labels)
 
 
+def span_times(span: ReadableSpan) -> tuple[int, int]:
+    """Return a finished span's start and end, in nanoseconds since the epoch."""
+    assert span.start_time is not None
+    assert span.end_time is not None
+    return span.start_time, span.end_time
+
+
 @pytest.fixture
 def observed() -> Iterator[Observed]:
     exporter = InMemorySpanExporter()

@@ -90,7 +90,7 @@ class EmitterFanout:
         if self._count_error is not None:
             try:
                 self._count_error(name)
-            except Exception:  # noqa: BLE001 - the counter itself must not raise
+            except Exception:
                 logger.debug("counting an emitter error failed", exc_info=True)
         self._warning.warn(
             name,

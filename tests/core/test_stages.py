@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 from typing import Any
 
@@ -19,7 +20,7 @@ from llmobs_core import (
     postprocess,
     retrieve_context,
 )
-from tests.conftest import TEST_HASH_KEY, Observed
+from tests.conftest import TEST_HASH_KEY, Observed, span_times
 
 CHAT_COMPLETION: dict[str, Any] = {
     "id": "chatcmpl-1",
@@ -71,15 +72,13 @@ def test_stages_start_and_end_inside_parent_in_order(observed: Observed) -> None
             with stage():
                 pass
 
-    parent = observed.span("request")
-    stages = [observed.span(n) for n in ("build_prompt", "retrieve_context", "postprocess")]
-    assert parent.start_time is not None and parent.end_time is not None
-    for span in stages:
-        assert span.start_time is not None and span.end_time is not None
-        assert parent.start_time <= span.start_time <= span.end_time <= parent.end_time
-    for earlier, later in zip(stages, stages[1:], strict=False):
-        assert earlier.end_time is not None and later.start_time is not None
-        assert earlier.end_time <= later.start_time
+    parent_start, parent_end = span_times(observed.span("request"))
+    names = ("build_prompt", "retrieve_context", "postprocess")
+    times = [span_times(observed.span(name)) for name in names]
+    for start, end in times:
+        assert parent_start <= start <= end <= parent_end
+    for (_, earlier_end), (later_start, _) in itertools.pairwise(times):
+        assert earlier_end <= later_start
 
 
 def test_call_llm_span_kind_is_client(observed: Observed) -> None:
@@ -390,6 +389,12 @@ def test_no_sdk_still_gives_valid_ids(observed: Observed) -> None:
     assert len(event["trace_id"]) == 32
     assert event["trace_id"] != "0" * 32
     assert len(event["span_id"]) == 16
-    assert observed.sample(
-        "llm_requests_total", feature_name="unknown", model="gpt-4o-mini", status="ok"
-    ) == 1
+    assert (
+        observed.sample(
+            "llm_requests_total",
+            feature_name="unknown",
+            model="gpt-4o-mini",
+            status="ok",
+        )
+        == 1
+    )
