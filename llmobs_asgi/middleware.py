@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 
+from asgiref.compatibility import guarantee_single_callable
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,7 +61,7 @@ class LLMObsMiddleware:
         excluded_paths: Sequence[str] = (),
         region: str | None = None,
     ) -> None:
-        self.app = app
+        self.app: ASGIApp = guarantee_single_callable(app)  # type: ignore[no-untyped-call]
         self.settings = ServerSettings(
             headers=headers,
             features=features,

@@ -19,6 +19,7 @@ from llmobs_core.emitters import (
     OTelSpanEmitter,
     PrometheusEmitter,
 )
+from llmobs_core.pricing import load_prices
 from llmobs_core.privacy import UserIdHasher
 
 __all__ = ["HASH_KEY_ENV", "Config", "configure", "get_config"]
@@ -90,6 +91,7 @@ def configure(
         tracer=trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider),
         hash_user_id=UserIdHasher(_resolve_hash_key(hash_key)),
     )
+    load_prices()
     with _lock:
         _config = config
 

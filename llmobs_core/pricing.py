@@ -15,12 +15,21 @@ from genai_prices import data_snapshot
 
 from llmobs_core.providers import Usage
 
-__all__ = ["price_usd"]
+__all__ = ["load_prices", "price_usd"]
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _models: dict[tuple[str | None, str], tuple[Any, Any] | None] = {}
+
+
+def load_prices() -> None:
+    """Load the bundled price data now instead of on the first priced call.
+
+    Loading takes a noticeable fraction of a second (about 0.2 s measured on
+    a 2-core x86_64 machine), which ``configure`` moves to start-up.
+    """
+    data_snapshot.get_snapshot()
 
 
 def price_usd(usage: Usage, *, model: str, provider: str | None) -> float | None:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -11,14 +14,14 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
 import llmobs_core as llmobs
 from llmobs_asgi import LLMObsMiddleware
 from tests._servers import run_uvicorn_in_thread
-from tests.conftest import Observed, span_times
+from tests.conftest import TEST_HASH_KEY, Observed, span_times
 
 USAGE = {
     "object": "chat.completion",
@@ -533,3 +536,88 @@ def test_concurrent_tenants_isolated(
         assert events[response.headers["x-request-id"]]["tenant_id"] == tenant
     trace_ids = {event["trace_id"] for event in observed.events}
     assert len(trace_ids) == 50
+
+
+def test_user_id_stored_as_keyed_hash(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    url = serve(build_app())
+    httpx.post(f"{url}/api/chat/s1", headers={"x-user-id": "alice@example.com"})
+    wait_for(observed, one_request_done)
+
+    expected = hmac.new(
+        TEST_HASH_KEY.encode(), b"alice@example.com", hashlib.sha256
+    ).hexdigest()
+    assert observed.events[0]["user_id_hash"] == expected
+    assert "alice" not in observed.capture.lines[0]
+    for span in observed.spans:
+        assert "alice" not in json.dumps(dict(span.attributes or {}))
+
+
+def test_request_headers_fill_context(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    url = serve(build_app())
+    headers = {
+        "x-tenant-id": "acme",
+        "x-tenant-tier": "enterprise",
+        "x-session-id": "sess-1",
+        "x-platform": "ios",
+        "x-app-version": "5.2.0",
+        "x-region": "eu-west-1",
+    }
+    httpx.post(f"{url}/api/chat/s1", headers=headers)
+    wait_for(observed, one_request_done)
+
+    event = observed.events[0]
+    assert event["tenant_id"] == "acme"
+    assert event["tenant_tier"] == "enterprise"
+    assert event["session_id"] == "sess-1"
+    assert event["platform"] == "ios"
+    assert event["app_version"] == "5.2.0"
+    assert event["region"] == "eu-west-1"
+
+
+def test_no_sdk_keeps_incoming_trace_id(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    llmobs.configure(
+        tracer_provider=NoOpTracerProvider(),
+        registry=observed.registry,
+        hash_key=TEST_HASH_KEY,
+    )
+    url = serve(build_app())
+    traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    response = httpx.post(f"{url}/api/chat/s1", headers={"traceparent": traceparent})
+    no_header = httpx.post(f"{url}/api/chat/s1")
+
+    first, second = observed.events
+    assert first["trace_id"] == TRACE_ID
+    assert first["span_id"] != PARENT_ID
+    assert first["request_id"] == response.headers["x-request-id"]
+    assert second["trace_id"] != TRACE_ID
+    assert second["request_id"] == no_header.headers["x-request-id"]
+    assert observed.spans == ()
+    labels = {"feature_name": "chat.assistant", "model": "gpt-4o-mini"}
+    assert observed.sample("llm_requests_total", status="ok", **labels) == 2
+
+
+def test_asgi2_app_wrapped(observed: Observed, serve: Callable[[Any], str]) -> None:
+    class LegacyApp:
+        """An ASGI 2 (double-callable) app."""
+
+        def __init__(self, scope: dict[str, Any]) -> None:
+            self.scope = scope
+
+        async def __call__(self, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    url = serve(LLMObsMiddleware(LegacyApp))
+    response = httpx.get(f"{url}/legacy")
+    wait_for(observed, one_request_done)
+
+    assert response.status_code == 204
+    assert len(response.headers["x-request-id"]) == 32
+    (span,) = observed.spans
+    assert dict(span.attributes or {})["http.response.status_code"] == 204
