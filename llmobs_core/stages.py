@@ -213,6 +213,8 @@ class LLMCallScope(StageScope):
         super()._start()
         assert self.span is not None
         self.call = LLMCall(span=self.span, **self._call_arguments)
+        # observe_llm_call() may name a feature other than the current one.
+        self._feature = self.call.feature_name
         self._call_token = llmobs_call.set(self.call)
 
     def _finish(self, error: BaseException | None) -> None:

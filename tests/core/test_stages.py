@@ -398,3 +398,13 @@ def test_no_sdk_still_gives_valid_ids(observed: Observed) -> None:
         )
         == 1
     )
+
+
+def test_observe_llm_call_stage_metric_feature(observed: Observed) -> None:
+    with feature("request.feature"), observe_llm_call("batch.summarize", "m"):
+        pass
+
+    count = observed.sample(
+        "llm_stage_duration_ms_count", feature_name="batch.summarize", stage="call_llm"
+    )
+    assert count == 1

@@ -1,0 +1,1 @@
+"""Runnable examples: a fake LLM provider, an observed gateway and the demo."""
