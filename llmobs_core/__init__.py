@@ -18,6 +18,8 @@ from llmobs_core.emitters import (
 from llmobs_core.schema import SCHEMA_VERSION, CallStatus, LLMCallLog
 from llmobs_core.server import HeaderNames
 from llmobs_core.stages import (
+    LLMCallScope,
+    StageScope,
     build_prompt,
     call_llm,
     current_call,
@@ -35,9 +37,11 @@ __all__ = [
     "JsonLogEmitter",
     "LLMCall",
     "LLMCallLog",
+    "LLMCallScope",
     "OTelSpanEmitter",
     "PrometheusEmitter",
     "RequestContext",
+    "StageScope",
     "bind_context",
     "build_prompt",
     "call_llm",

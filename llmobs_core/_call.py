@@ -75,6 +75,7 @@ class LLMCall:
         prompt_template_id: str | None,
         prompt_hash: str | None,
         extra: dict[str, str],
+        streaming: bool = False,
         feature_name: str | None = None,
         overrides: dict[str, str] | None = None,
     ) -> None:
@@ -90,7 +91,7 @@ class LLMCall:
         self._state: RequestState | None = llmobs_request.get()
         self._usage = Usage()
         self._cache_hit = False
-        self._streaming = False
+        self._streaming = streaming
         self._first_token_ns: int | None = None
         self._status: CallStatus | None = None
         self._finished = False
@@ -104,6 +105,7 @@ class LLMCall:
         provider: str | None,
         prompt_template_id: str | None,
         prompt: Any,
+        streaming: bool,
         extra: dict[str, str],
         feature_name: str | None = None,
     ) -> dict[str, Any]:
@@ -131,6 +133,7 @@ class LLMCall:
             "provider": provider,
             "prompt_template_id": prompt_template_id,
             "prompt_hash": _hash_or_none(prompt),
+            "streaming": bool(streaming),
             "extra": {k: v for k, v in extra.items() if k not in overrides},
             "feature_name": feature_name,
             "overrides": overrides,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -14,6 +19,10 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes
 
 from llmobs_core._ids import new_span_id, new_trace_id
+
+logger = logging.getLogger("llmobs_core.stages")
+
+T = TypeVar("T")
 
 
 def start_span(
@@ -52,3 +61,34 @@ def start_span(
             trace_state=parent_context.trace_state,
         )
     )
+
+
+def detach_context(token: Token[Any] | None) -> None:
+    """Detach an OpenTelemetry context attached by ``otel_context.attach``.
+
+    A scope can end in another context than the one it started in: an
+    async generator closed by the event loop's clean-up task, for example.
+    The detach then fails; that is logged at DEBUG instead of the ERROR that
+    ``otel_context.detach`` logs, because the span and event are complete.
+    """
+    if token is None:
+        return
+    variable = getattr(token, "var", None)
+    if not isinstance(variable, ContextVar):
+        # A custom OpenTelemetry runtime context; let it handle the token.
+        otel_context.detach(token)
+        return
+    try:
+        variable.reset(token)
+    except ValueError:
+        logger.debug("span context ended in a different context; not detached")
+
+
+def reset_variable(variable: ContextVar[T], token: Token[T] | None) -> None:
+    """Reset a context variable, tolerating a token from another context."""
+    if token is None:
+        return
+    try:
+        variable.reset(token)
+    except ValueError:
+        logger.debug("%s ended in a different context; not reset", variable.name)

@@ -1,6 +1,7 @@
 """Map an exception that ended an LLM call to a ``CallStatus``.
 
-Provider SDKs are matched by class name and module, so no SDK is imported.
+Provider SDK and HTTP client exceptions are matched by class name and module,
+so no SDK is imported.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ import asyncio
 
 from llmobs_core.schema import CallStatus
 
-_SDK_MODULES = ("openai", "anthropic")
-
-# Checked in order against the exception's class hierarchy; the first match wins.
-_SDK_CLASS_STATUS = (
+# Provider SDKs and the HTTP clients they are built on. Their exceptions are
+# matched by class name, in order, against the exception's class hierarchy.
+_LIBRARY_MODULES = ("openai", "anthropic", "httpx", "httpx2", "httpcore")
+_CLASS_STATUS = (
     ("APITimeoutError", CallStatus.TIMEOUT),
+    ("TimeoutException", CallStatus.TIMEOUT),
     ("RateLimitError", CallStatus.RATE_LIMITED),
     ("APIStatusError", CallStatus.PROVIDER_ERROR),
     ("APIConnectionError", CallStatus.PROVIDER_ERROR),
     ("APIError", CallStatus.PROVIDER_ERROR),
+    ("HTTPError", CallStatus.PROVIDER_ERROR),
 )
 
 
@@ -25,13 +28,13 @@ def classify_exception(error: BaseException) -> CallStatus:
     """Return the call status for an exception that ended an LLM call."""
     if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
         return CallStatus.CANCELLED
-    sdk_classes = {
+    library_classes = {
         cls.__name__
         for cls in type(error).__mro__
-        if cls.__module__.split(".", 1)[0] in _SDK_MODULES
+        if cls.__module__.split(".", 1)[0] in _LIBRARY_MODULES
     }
-    for class_name, status in _SDK_CLASS_STATUS:
-        if class_name in sdk_classes:
+    for class_name, status in _CLASS_STATUS:
+        if class_name in library_classes:
             return status
     if isinstance(error, TimeoutError):
         return CallStatus.TIMEOUT

@@ -24,7 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmobs_core import _semconv as semconv
 from llmobs_core._call import LLMCall
 from llmobs_core._ids import format_trace_id
-from llmobs_core._spans import start_span
+from llmobs_core._spans import detach_context, reset_variable, start_span
 from llmobs_core.config import get_config
 from llmobs_core.context import current_feature, llmobs_request
 from llmobs_core.emitters import StageEvent
@@ -60,7 +60,7 @@ class StageScope:
         self.span: Span | None = None
         self._started_ns = 0
         self._feature: str | None = None
-        self._token: object | None = None
+        self._token: Token[Any] | None = None
 
     def _fresh(self) -> Self:
         return type(self)(self.stage, self.attributes)
@@ -93,7 +93,7 @@ class StageScope:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
-            otel_context.detach(cast(Token[Any], self._token))
+            detach_context(self._token)
 
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float
@@ -218,10 +218,11 @@ class LLMCallScope(StageScope):
         self._call_token = llmobs_call.set(self.call)
 
     def _finish(self, error: BaseException | None) -> None:
-        if self._call_token is not None:
-            llmobs_call.reset(self._call_token)
+        try:
+            super()._finish(error)
+        finally:
+            reset_variable(llmobs_call, self._call_token)
             self._call_token = None
-        super()._finish(error)
 
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float
@@ -277,6 +278,7 @@ def call_llm(
     provider: str | None = None,
     prompt_template_id: str | None = None,
     prompt: Any = None,
+    streaming: bool = False,
     **extra: str,
 ) -> LLMCallScope:
     """Scope one LLM call and emit its event when the scope ends.
@@ -287,6 +289,9 @@ def call_llm(
         prompt_template_id: Id of the template the prompt was built from.
         prompt: The prompt text or message list. Only its SHA-256 hash is
             kept; the text itself is never stored.
+        streaming: Whether the request asks for a streamed response. The
+            event's ``streaming`` is also set by the first recorded chunk, but
+            a stream that fails before its first chunk needs this.
         **extra: String attributes added to the event's ``extra`` field.
 
     Returns:
@@ -302,6 +307,7 @@ def call_llm(
             provider=provider,
             prompt_template_id=prompt_template_id,
             prompt=prompt,
+            streaming=streaming,
             extra=extra,
         ),
     )
@@ -314,6 +320,7 @@ def observe_llm_call(
     provider: str | None = None,
     prompt_template_id: str | None = None,
     prompt: Any = None,
+    streaming: bool = False,
     **context: str,
 ) -> LLMCallScope:
     """Scope one LLM call for code that names its feature explicitly.
@@ -329,6 +336,7 @@ def observe_llm_call(
             provider=provider,
             prompt_template_id=prompt_template_id,
             prompt=prompt,
+            streaming=streaming,
             extra=context,
             feature_name=feature_name,
         ),

@@ -4,8 +4,10 @@ import asyncio
 import hashlib
 import itertools
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
@@ -408,3 +410,57 @@ def test_observe_llm_call_stage_metric_feature(observed: Observed) -> None:
         "llm_stage_duration_ms_count", feature_name="batch.summarize", stage="call_llm"
     )
     assert count == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        pytest.param(
+            httpx.ReadTimeout("read timed out"), "timeout", id="httpx-read-timeout"
+        ),
+        pytest.param(
+            httpx.RemoteProtocolError("peer closed"),
+            "provider_error",
+            id="httpx-protocol-error",
+        ),
+        pytest.param(asyncio.CancelledError(), "cancelled", id="cancelled"),
+    ],
+)
+def test_call_llm_transport_error_status(
+    observed: Observed, error: BaseException, status: str
+) -> None:
+    with pytest.raises(type(error)), call_llm(model="gpt-4o-mini"):
+        raise error
+
+    assert observed.events[0]["status"] == status
+
+
+def test_call_llm_streaming_flag_without_chunks(observed: Observed) -> None:
+    with pytest.raises(TimeoutError), call_llm(model="gpt-4o-mini", streaming=True):
+        raise TimeoutError
+
+    event = observed.events[0]
+    assert event["streaming"] is True
+    assert event["time_to_first_token_ms"] is None
+
+
+def test_stream_closed_from_other_task_emits(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def stream() -> AsyncIterator[int]:
+        with call_llm(model="gpt-4o-mini", streaming=True) as call:
+            call.mark_first_token()
+            yield 1
+            yield 2
+
+    async def main() -> None:
+        chunks = stream()
+        await asyncio.create_task(anext(chunks))
+        await chunks.aclose()
+
+    asyncio.run(main())
+
+    (event,) = observed.events
+    assert event["status"] == "cancelled"
+    assert observed.span("call_llm").end_time is not None
+    assert "Failed to detach context" not in caplog.text
