@@ -1,0 +1,1 @@
+"""Helpers of ``python -m examples.demo``: servers, traffic and the report."""
