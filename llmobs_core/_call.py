@@ -15,6 +15,7 @@ from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core._status import classify_exception, error_type_name
 from llmobs_core.config import get_config
 from llmobs_core.context import RequestState, current_feature, llmobs_request
+from llmobs_core.emitters import CallStart
 from llmobs_core.pricing import price_usd
 from llmobs_core.privacy import hash_prompt
 from llmobs_core.providers import Usage, extract_usage
@@ -47,6 +48,7 @@ class LLMCall:
 
     __slots__ = (
         "_cache_hit",
+        "_fanout",
         "_finished",
         "_first_token_ns",
         "_lock",
@@ -96,6 +98,13 @@ class LLMCall:
         self._status: CallStatus | None = None
         self._finished = False
         self._lock = threading.Lock()
+        # Kept from the start, so a configure() call during the call cannot
+        # send its start and its end to different emitters.
+        self._fanout = get_config().fanout
+        request_id = self._state.request_id if self._state is not None else None
+        self._fanout.emit_call_start(
+            CallStart(self.feature_name, model, provider), request_id, self.trace_id
+        )
         self._started_ns = time.perf_counter_ns()
 
     @staticmethod
@@ -259,9 +268,10 @@ class LLMCall:
         try:
             event = self._build_event(error)
         except Exception:  # noqa: BLE001 - must not break the user's request
+            # NOTE: the in-flight gauge keeps this call, since no event ends it.
             _warning.warn("event", "building the LLM call event failed", exc_info=True)
             return None
-        get_config().fanout.emit_call(event, self.span)
+        self._fanout.emit_call(event, self.span)
 
         return event
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, values
 
 from llmobs_core.emitters import (
     Emitter,
@@ -19,6 +19,7 @@ from llmobs_core.emitters import (
     OTelSpanEmitter,
     PrometheusEmitter,
 )
+from llmobs_core.exposition import MULTIPROC_DIR_ENV
 from llmobs_core.pricing import load_prices
 from llmobs_core.privacy import UserIdHasher
 
@@ -75,8 +76,11 @@ def configure(
     Raises:
         TypeError: If an emitter lacks ``emit_call`` or ``emit_stage``.
         ValueError: If the hash key is shorter than 16 bytes.
+        RuntimeError: If ``PROMETHEUS_MULTIPROC_DIR`` was set after
+            ``prometheus_client`` was imported.
     """
     global _config
+    _check_import_order()
     if emitters is None:
         prometheus = PrometheusEmitter(registry)
         chosen: Sequence[Emitter] = (JsonLogEmitter(), prometheus, OTelSpanEmitter())
@@ -134,3 +138,14 @@ def _resolve_hash_key(hash_key: str | bytes | None) -> bytes:
     if isinstance(hash_key, str):
         return hash_key.encode()
     return hash_key
+
+
+def _check_import_order() -> None:
+    # The directory itself may be created later, by the server's start-up
+    # hook, so only the import order is checked here.
+    if os.environ.get(MULTIPROC_DIR_ENV) and values.ValueClass is values.MutexValue:
+        raise RuntimeError(
+            f"{MULTIPROC_DIR_ENV} was set after prometheus_client was imported, so "
+            "metrics stay in this process's memory; set it in the environment of "
+            "the server process, before Python starts"
+        )

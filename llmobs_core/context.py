@@ -11,16 +11,19 @@ because concurrent tasks of one request may work for different features.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 __all__ = [
+    "ContextThreadPoolExecutor",
     "FeatureScope",
     "RequestContext",
     "RequestState",
@@ -28,6 +31,7 @@ __all__ = [
     "current_context",
     "current_feature",
     "feature",
+    "run_in_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -368,3 +372,47 @@ def _enter_feature(name: str) -> Token[str | None]:
         state.feature_name = name
         state.feature_from_code = True
     return llmobs_feature.set(name)
+
+
+def run_in_context(function: Callable[P, R]) -> Callable[P, R]:
+    """Bind ``function`` to the current context, for work on other threads.
+
+    The context (the request, its span and feature) is captured now; each
+    call runs in a fresh copy of it, so one wrapper may run on several
+    threads at once. Changes made through ``bind_context`` reach the request,
+    because every copy shares the request's ``RequestState``.
+
+    Args:
+        function: Any callable.
+
+    Returns:
+        A callable with the same signature.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(function, *args, **kwargs)
+
+    return run
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """Thread pool whose tasks run in a copy of the submitter's context.
+
+    A plain ``ThreadPoolExecutor`` runs tasks in the worker thread's own
+    context, so they see no request, span or feature. This executor copies
+    the context of the thread that calls ``submit`` (or ``map``) once per
+    task.
+    """
+
+    def submit(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """Schedule ``fn(*args, **kwargs)`` in a copy of the current context."""
+        context = contextvars.copy_context()
+
+        def run() -> R:
+            return context.run(fn, *args, **kwargs)
+
+        return super().submit(run)

@@ -1,6 +1,12 @@
 """Backends that receive llmobs events: JSON log, Prometheus, OpenTelemetry."""
 
-from llmobs_core.emitters._base import Emitter, EmitterFanout, StageEvent
+from llmobs_core.emitters._base import (
+    CallStart,
+    CallStartEmitter,
+    Emitter,
+    EmitterFanout,
+    StageEvent,
+)
 from llmobs_core.emitters.jsonlog import (
     EVENTS_LOGGER,
     JsonLogEmitter,
@@ -11,6 +17,8 @@ from llmobs_core.emitters.prometheus import LLMMetrics, PrometheusEmitter, metri
 
 __all__ = [
     "EVENTS_LOGGER",
+    "CallStart",
+    "CallStartEmitter",
     "Emitter",
     "EmitterFanout",
     "JsonLogEmitter",

@@ -18,6 +18,15 @@ WARNING_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
+class CallStart:
+    """The labels of an LLM call that has just started."""
+
+    feature_name: str | None
+    model: str
+    provider: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StageEvent:
     """Record of one finished stage (``build_prompt``, ``call_llm``, ...)."""
 
@@ -47,6 +56,18 @@ class Emitter(Protocol):
         """Handle one finished stage."""
 
 
+@runtime_checkable
+class CallStartEmitter(Protocol):
+    """Emitter that also wants to know when a call starts (optional).
+
+    Every call passed to ``emit_call_start`` is later passed to
+    ``emit_call`` with the same feature name and model.
+    """
+
+    def emit_call_start(self, start: CallStart) -> None:
+        """Handle the start of an LLM call."""
+
+
 class EmitterFanout:
     """Send events to every emitter; a failing emitter never affects the others.
 
@@ -60,6 +81,7 @@ class EmitterFanout:
         count_error: Callable[[str], None] | None = None,
     ) -> None:
         self.emitters = tuple(emitters)
+        self._starters = tuple(e for e in emitters if isinstance(e, CallStartEmitter))
         self._count_error = count_error
         self._warning = RateLimitedWarning(logger, WARNING_INTERVAL_SECONDS)
 
@@ -71,6 +93,16 @@ class EmitterFanout:
             except Exception as error:  # noqa: BLE001 - isolate emitter bugs
                 self._report(emitter, error, event.request_id, event.trace_id)
 
+    def emit_call_start(
+        self, start: CallStart, request_id: str | None, trace_id: str
+    ) -> None:
+        """Tell the emitters that want it that a call started."""
+        for emitter in self._starters:
+            try:
+                emitter.emit_call_start(start)
+            except Exception as error:  # noqa: BLE001 - isolate emitter bugs
+                self._report(emitter, error, request_id, trace_id)
+
     def emit_stage(self, event: StageEvent) -> None:
         """Send a stage event to every emitter."""
         for emitter in self.emitters:
@@ -81,7 +113,7 @@ class EmitterFanout:
 
     def _report(
         self,
-        emitter: Emitter,
+        emitter: object,
         error: Exception,
         request_id: str | None,
         trace_id: str,

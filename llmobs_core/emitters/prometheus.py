@@ -6,9 +6,9 @@ import threading
 import weakref
 
 from opentelemetry.trace import Span
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from llmobs_core.emitters._base import StageEvent
+from llmobs_core.emitters._base import CallStart, StageEvent
 from llmobs_core.schema import LLMCallLog
 
 # Milliseconds. LLM calls take from tens of milliseconds (a cache or a tiny
@@ -78,6 +78,13 @@ class LLMMetrics:
             buckets=STAGE_BUCKETS_MS,
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "llm_calls_in_flight",
+            "LLM calls started and not yet finished.",
+            ("feature_name", "model"),
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
         self.emitter_errors = Counter(
             "llmobs_emitter_errors",
             "Exceptions raised by llmobs emitters and caught.",
@@ -124,11 +131,17 @@ class PrometheusEmitter:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.metrics = metrics_for(registry)
 
+    def emit_call_start(self, start: CallStart) -> None:
+        """Count the call as in flight."""
+        feature = start.feature_name or UNKNOWN
+        self.metrics.in_flight.labels(feature, start.model or UNKNOWN).inc()
+
     def emit_call(self, event: LLMCallLog, span: Span) -> None:
         """Count the call, its tokens and cost, and observe its latency."""
         metrics = self.metrics
         feature = event.feature_name or UNKNOWN
         model = event.model or UNKNOWN
+        metrics.in_flight.labels(feature, model).dec()
         metrics.requests.labels(feature, model, event.status.value).inc()
         metrics.latency.labels(feature, model).observe(event.latency_ms)
         if event.input_tokens:

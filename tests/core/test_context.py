@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from llmobs_core import bind_context, current_context, feature
 from llmobs_core.context import (
+    ContextThreadPoolExecutor,
     RequestState,
     current_feature,
     enter_request,
     exit_request,
     llmobs_request,
+    run_in_context,
 )
 
 
@@ -171,3 +174,66 @@ def test_exit_request_from_foreign_context_clears() -> None:
     exit_request(tokens)
 
     assert llmobs_request.get() is None
+
+
+def test_run_in_context_carries_request() -> None:
+    tokens = enter_request(RequestState(request_id="r-wrapped"))
+    try:
+        wrapped = run_in_context(current_context)
+    finally:
+        exit_request(tokens)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = [pool.submit(wrapped).result() for _ in range(2)]
+
+    assert [context.request_id if context else None for context in found] == [
+        "r-wrapped",
+        "r-wrapped",
+    ]
+
+
+def test_run_in_context_same_wrapper_concurrently() -> None:
+    barrier = threading.Barrier(2)
+
+    def wait_and_read() -> str | None:
+        barrier.wait(timeout=5)
+        context = current_context()
+        return context.request_id if context else None
+
+    tokens = enter_request(RequestState(request_id="r-shared"))
+    try:
+        wrapped = run_in_context(wait_and_read)
+    finally:
+        exit_request(tokens)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(wrapped) for _ in range(2)]
+        results = [future.result(timeout=5) for future in futures]
+
+    assert results == ["r-shared", "r-shared"]
+
+
+def test_context_executor_copies_per_task() -> None:
+    state = RequestState(request_id="r-pool")
+    tokens = enter_request(state)
+    try:
+        with ContextThreadPoolExecutor(max_workers=2) as pool:
+            ids = list(pool.map(lambda _: current_context(), range(4)))
+            pool.submit(bind_context, tenant_id="from-pool").result()
+    finally:
+        exit_request(tokens)
+
+    assert [context.request_id if context else None for context in ids] == [
+        "r-pool"
+    ] * 4
+    assert state.tenant_id == "from-pool"
+
+
+def test_plain_executor_sees_no_request() -> None:
+    tokens = enter_request(RequestState(request_id="r-plain"))
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            found = pool.submit(current_context).result()
+    finally:
+        exit_request(tokens)
+
+    assert found is None

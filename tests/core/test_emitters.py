@@ -166,3 +166,22 @@ def test_json_emitter_silent_when_disabled(observed: Observed) -> None:
 
     logger.removeHandler(handler)
     assert records == []
+
+
+def test_in_flight_gauge_during_call(observed: Observed) -> None:
+    labels = {"feature_name": "chat", "model": "gpt-4o-mini"}
+    with feature("chat"):
+        with call_llm(model="gpt-4o-mini"):
+            during = observed.sample("llm_calls_in_flight", **labels)
+        after = observed.sample("llm_calls_in_flight", **labels)
+
+    assert during == 1
+    assert after == 0
+
+
+def test_in_flight_gauge_after_failure(observed: Observed) -> None:
+    with pytest.raises(TimeoutError), call_llm(model="gpt-4o-mini"):
+        raise TimeoutError
+
+    labels = {"feature_name": "unknown", "model": "gpt-4o-mini"}
+    assert observed.sample("llm_calls_in_flight", **labels) == 0

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 import llmobs_asgi
 import llmobs_core
+import llmobs_flask
 from llmobs_core.schema import CallStatus, LLMCallLog, json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +121,8 @@ def test_public_api_pinned() -> None:
         "postprocess",
         "retrieve_context",
     ]
-    assert llmobs_asgi.__all__ == ["LLMObsMiddleware"]
+    assert llmobs_asgi.__all__ == ["LLMObsMiddleware", "metrics_endpoint"]
+    assert llmobs_flask.__all__ == ["LLMObs", "LLMObsWSGIMiddleware", "metrics_view"]
 
 
 def test_core_imports_no_web_framework() -> None:
