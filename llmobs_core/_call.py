@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +15,13 @@ from opentelemetry.trace import Span
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core._status import classify_exception, error_type_name
-from llmobs_core.config import get_config
+from llmobs_core._streams import StreamEnd, wrap_stream
+from llmobs_core.config import Config, get_config
 from llmobs_core.context import RequestState, current_feature, llmobs_request
 from llmobs_core.emitters import CallStart
-from llmobs_core.pricing import price_usd
+from llmobs_core.pricing import CACHE_HIT_SOURCE
 from llmobs_core.privacy import hash_prompt
-from llmobs_core.providers import Usage, extract_usage
+from llmobs_core.providers import Usage, extract_usage, read_stream_item
 from llmobs_core.schema import CallStatus, LLMCallLog
 
 __all__ = ["LLMCall"]
@@ -36,28 +39,39 @@ _OVERRIDABLE = (
     "region",
 )
 
+# Characters per token for estimates when a stream reports no usage; about
+# right for English text with OpenAI's and Anthropic's tokenizers.
+CHARS_PER_TOKEN = 4
+
 
 class LLMCall:
     """Handle of one LLM call, yielded by ``call_llm``.
 
-    Record what the provider returned with ``record`` (or ``set_usage``), and
-    mark cache hits and retries. The handle's methods never raise: invalid
-    input is ignored with a rate-limited WARNING, because observability must
-    not break the request.
+    Record what the provider returned with ``record`` (or ``set_usage``, or
+    ``wrap_stream`` for streams), and mark cache hits, retries, fallbacks
+    and guardrail refusals. The handle's methods never raise: invalid input
+    is ignored with a rate-limited WARNING, because observability must not
+    break the request.
     """
 
     __slots__ = (
         "_cache_hit",
-        "_fanout",
+        "_chunks",
+        "_config",
         "_finished",
         "_first_token_ns",
         "_lock",
+        "_on_stream_end",
+        "_output_chars",
+        "_prompt_chars",
         "_started_ns",
         "_state",
         "_status",
+        "_stream_end",
         "_streaming",
         "_usage",
         "extra",
+        "fallback_from",
         "feature_name",
         "model",
         "overrides",
@@ -76,6 +90,7 @@ class LLMCall:
         provider: str | None,
         prompt_template_id: str | None,
         prompt_hash: str | None,
+        prompt_chars: int | None,
         extra: dict[str, str],
         streaming: bool = False,
         feature_name: str | None = None,
@@ -90,19 +105,25 @@ class LLMCall:
         self.feature_name = feature_name or current_feature()
         self.overrides = overrides or {}
         self.retries = 0
+        self.fallback_from: str | None = None
+        self._prompt_chars = prompt_chars
         self._state: RequestState | None = llmobs_request.get()
         self._usage = Usage()
         self._cache_hit = False
         self._streaming = streaming
+        self._chunks = 0
+        self._output_chars = 0
         self._first_token_ns: int | None = None
         self._status: CallStatus | None = None
+        self._stream_end: StreamEnd | None = None
+        self._on_stream_end: Callable[[BaseException | None], None] | None = None
         self._finished = False
         self._lock = threading.Lock()
         # Kept from the start, so a configure() call during the call cannot
         # send its start and its end to different emitters.
-        self._fanout = get_config().fanout
+        self._config: Config = get_config()
         request_id = self._state.request_id if self._state is not None else None
-        self._fanout.emit_call_start(
+        self._config.fanout.emit_call_start(
             CallStart(self.feature_name, model, provider), request_id, self.trace_id
         )
         self._started_ns = time.perf_counter_ns()
@@ -136,12 +157,14 @@ class LLMCall:
         overrides = {k: v for k, v in extra.items() if k in _OVERRIDABLE}
         if feature_name is None:
             overrides = {}
+        prompt_hash, prompt_chars = _describe_prompt(prompt)
 
         return {
             "model": model,
             "provider": provider,
             "prompt_template_id": prompt_template_id,
-            "prompt_hash": _hash_or_none(prompt),
+            "prompt_hash": prompt_hash,
+            "prompt_chars": prompt_chars,
             "streaming": bool(streaming),
             "extra": {k: v for k, v in extra.items() if k not in overrides},
             "feature_name": feature_name,
@@ -161,16 +184,20 @@ class LLMCall:
     @property
     def has_usage(self) -> bool:
         """Whether token counts were recorded."""
-        return (
-            self._usage.input_tokens is not None
-            or self._usage.output_tokens is not None
-        )
+        usage = self._usage
+        return usage.input_tokens is not None or usage.output_tokens is not None
+
+    @property
+    def stream_pending(self) -> bool:
+        """Whether a wrapped stream will end the call later."""
+        return self._stream_end is not None and not self._stream_end.ended
 
     def record(self, response: Any) -> None:
-        """Read model and token usage from a provider response.
+        """Read model, token usage and finish reason from a provider response.
 
-        Accepts an OpenAI chat completion (or a stream chunk) object or its
-        dict form. Fields the response lacks keep their earlier values.
+        Accepts the response objects of the OpenAI, Anthropic, Gemini and
+        Bedrock SDKs and their dict forms (see ``extract_usage``). Fields the
+        response lacks keep their earlier values.
         """
         try:
             usage = extract_usage(response)
@@ -180,16 +207,55 @@ class LLMCall:
             )
             return
         if usage is not None:
-            self._merge_usage(usage)
+            self._usage = self._usage.merged(usage)
 
     def record_chunk(self, chunk: Any) -> None:
-        """Record one streamed chunk.
+        """Record one streamed chunk or event.
 
-        Marks the call as streaming, takes the first chunk's arrival as the
-        time to first token, and reads usage from the chunk that carries it.
+        Marks the call as streaming, counts the chunk, takes the first chunk
+        with output as the time to first token, and reads usage from the
+        chunks or events that carry it (OpenAI chat with ``include_usage``,
+        Responses API events, Anthropic message events, Bedrock and Gemini).
         """
-        self.mark_first_token()
-        self.record(chunk)
+        self._streaming = True
+        self._chunks += 1
+        try:
+            usage, output_chars = read_stream_item(chunk)
+        except Exception:  # noqa: BLE001 - an adapter bug must not break the call
+            _warning.warn("chunk", "reading a stream chunk failed", exc_info=True)
+            usage, output_chars = None, None
+        if usage is not None:
+            self._usage = self._usage.merged(usage)
+        if output_chars is None or output_chars > 0:
+            self._output_chars += output_chars or 0
+            self.mark_first_token()
+
+    def wrap_stream(self, stream: Any) -> Any:
+        """Wrap a sync or async stream so its chunks are recorded as they pass.
+
+        The chunks are passed through unchanged. The call then ends when the
+        stream does, not when the ``call_llm`` block does: when it is
+        exhausted, closed, fails, or is garbage collected unfinished. So the
+        stream may be returned from the block and consumed later (a
+        ``StreamingResponse``, Flask's ``stream_with_context``). A stream that
+        stops early ends the call with status ``cancelled`` and the counts
+        seen so far.
+
+        Returns:
+            An iterator (or async iterator) with the stream's other attributes
+            and methods, including ``close()`` and use as a context manager.
+            A value that is not iterable is returned unchanged, with a
+            WARNING, and the call ends with its ``call_llm`` block.
+        """
+        end = StreamEnd(self._end_stream)
+        try:
+            wrapper = wrap_stream(stream, self.record_chunk, end)
+        except TypeError as error:
+            _warning.warn("wrap_stream", "%s", error)
+            return stream
+        self._streaming = True
+        self._stream_end = end
+        return wrapper
 
     def mark_first_token(self) -> None:
         """Mark the call as streaming and, the first time, note the instant."""
@@ -203,15 +269,20 @@ class LLMCall:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         cached_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
     ) -> None:
         """Set token counts directly; None leaves a count unchanged.
 
-        ``input_tokens`` must include ``cached_input_tokens``.
+        ``input_tokens`` includes the cached and cache-write tokens, and
+        ``output_tokens`` includes the reasoning tokens.
         """
         counts = {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
             "cached_input_tokens": cached_input_tokens,
+            "cache_creation_input_tokens": cache_creation_input_tokens,
+            "reasoning_tokens": reasoning_tokens,
         }
         for name, value in counts.items():
             if value is not None and (
@@ -224,12 +295,21 @@ class LLMCall:
                     value,
                 )
                 return
-        self._merge_usage(Usage(input_tokens, output_tokens, cached_input_tokens))
+        self._usage = self._usage.merged(
+            Usage(
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_input_tokens=cached_input_tokens,
+                cache_creation_input_tokens=cache_creation_input_tokens,
+                reasoning_tokens=reasoning_tokens,
+            )
+        )
 
     def mark_cache_hit(self) -> None:
         """Mark the response as served from the application's own cache.
 
-        A cache hit costs nothing: the event's ``cost_usd`` is 0.
+        A cache hit costs nothing: the event's ``cost_usd`` is 0 with
+        ``cost_source`` ``cache-hit``.
         """
         self._cache_hit = True
 
@@ -240,20 +320,59 @@ class LLMCall:
             reason: Why the attempt was retried; added to the span as an event.
         """
         self.retries += 1
-        if self.span.is_recording():
-            attributes = {"llm.retry.reason": reason} if reason else None
-            self.span.add_event("llm.retry", attributes)
+        self._add_span_event("llm.retry", reason)
 
-    def _merge_usage(self, usage: Usage) -> None:
-        current = self._usage
-        self._usage = Usage(
-            input_tokens=_first(usage.input_tokens, current.input_tokens),
-            output_tokens=_first(usage.output_tokens, current.output_tokens),
-            cached_input_tokens=_first(
-                usage.cached_input_tokens, current.cached_input_tokens
-            ),
-            model=_first(usage.model, current.model),
-        )
+    def fallback_to(self, model: str, reason: str | None = None) -> None:
+        """Record that the call moved on to another model.
+
+        The event's ``model`` becomes ``model`` and ``fallback_from`` keeps
+        the model first requested, however many fallbacks follow.
+
+        Args:
+            model: The model now called.
+            reason: Why, for example ``"rate_limited"``; added to the span.
+        """
+        if not isinstance(model, str) or not model:
+            _warning.warn("fallback", "fallback_to() ignored model=%r", model)
+            return
+        if self.fallback_from is None:
+            self.fallback_from = self.model
+        self.model = model
+        self._add_span_event("llm.fallback", reason, model=model)
+
+    def mark_filtered(self, reason: str | None = None) -> None:
+        """Record that a guardrail blocked the request or the answer.
+
+        The call ends with status ``filtered_by_guardrail``, whether or not
+        an exception follows.
+
+        Args:
+            reason: The guardrail's reason; added to the span as an event.
+        """
+        self._status = CallStatus.FILTERED_BY_GUARDRAIL
+        self._add_span_event("llm.guardrail", reason)
+
+    def _add_span_event(self, name: str, reason: str | None, **attributes: str) -> None:
+        if not self.span.is_recording():
+            return
+        if reason:
+            attributes["reason"] = reason
+        self.span.add_event(name, attributes or None)
+
+    def attach_stream_end(
+        self, callback: Callable[[BaseException | None], None]
+    ) -> None:
+        """Set what runs when a wrapped stream ends; used by the call's scope."""
+        self._on_stream_end = callback
+
+    def _end_stream(self, error: BaseException | None, cancelled: bool) -> None:
+        if cancelled and self._status is None:
+            self._status = CallStatus.CANCELLED
+        callback = self._on_stream_end
+        if callback is not None:
+            callback(error)
+        else:
+            self.finish(error)
 
     def finish(self, error: BaseException | None) -> LLMCallLog | None:
         """Build the call's event and send it to every emitter, once.
@@ -271,7 +390,7 @@ class LLMCall:
             # NOTE: the in-flight gauge keeps this call, since no event ends it.
             _warning.warn("event", "building the LLM call event failed", exc_info=True)
             return None
-        self._fanout.emit_call(event, self.span)
+        self._config.fanout.emit_call(event, self.span)
 
         return event
 
@@ -283,7 +402,8 @@ class LLMCall:
         state = self._state or RequestState()
         attributes = {name: getattr(state, name) for name in _OVERRIDABLE}
         attributes.update(self.overrides)
-        usage = self._usage
+        usage, estimated = self._final_usage()
+        cost, cost_source = self._cost(usage)
         ttft = None
         if self._first_token_ns is not None:
             ttft = (self._first_token_ns - self._started_ns) / 1e6
@@ -302,42 +422,74 @@ class LLMCall:
             prompt_hash=self.prompt_hash,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
             output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=estimated,
             latency_ms=(ended_ns - self._started_ns) / 1e6,
             time_to_first_token_ms=ttft,
             streaming=self._streaming,
+            chunk_count=self._chunks if self._streaming else None,
+            finish_reason=usage.finish_reason,
             retries=self.retries,
+            fallback_from=self.fallback_from,
             cache_hit=self._cache_hit,
             status=status,
             error_type=error_type_name(error) if error is not None else None,
-            cost_usd=self._cost(usage),
+            cost_usd=cost,
+            cost_source=cost_source,
             extra={**state.extra, **self.extra},
             **attributes,
         )
 
-    def _cost(self, usage: Usage) -> float | None:
+    def _final_usage(self) -> tuple[Usage, bool]:
+        """Return the usage, estimated from text if a stream reported none."""
+        usage = self._usage
+        if self.has_usage or not self._output_chars:
+            return usage, False
+        estimate = Usage(
+            input_tokens=_estimate_tokens(self._prompt_chars),
+            output_tokens=_estimate_tokens(self._output_chars),
+        )
+        return usage.merged(estimate), True
+
+    def _cost(self, usage: Usage) -> tuple[float | None, str]:
         if self._cache_hit:
-            return 0.0
+            return 0.0, CACHE_HIT_SOURCE
         try:
-            return price_usd(
-                usage, model=usage.model or self.model, provider=self.provider
+            return self._config.prices.price(
+                usage, model=self.model, provider=self.provider
             )
         except Exception:  # noqa: BLE001 - pricing must not break the event
             _warning.warn(
                 "pricing", "pricing model %r failed", self.model, exc_info=True
             )
-            return None
+            return None, "unpriced"
 
 
-def _first(value: Any, fallback: Any) -> Any:
-    return fallback if value is None else value
-
-
-def _hash_or_none(prompt: Any) -> str | None:
-    if prompt is None:
+def _estimate_tokens(chars: int | None) -> int | None:
+    if not chars:
         return None
+    return math.ceil(chars / CHARS_PER_TOKEN)
+
+
+def _describe_prompt(prompt: Any) -> tuple[str | None, int | None]:
+    """Return the prompt's hash and the length of its canonical form."""
+    if prompt is None:
+        return None, None
     try:
-        return hash_prompt(prompt)
+        return hash_prompt(prompt), _text_length(prompt)
     except TypeError as error:
         _warning.warn("prompt", "prompt_hash left empty: %s", error)
-        return None
+        return None, None
+
+
+def _text_length(value: Any) -> int:
+    """Return the total length of the strings in a prompt or message list."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        return sum(_text_length(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_text_length(item) for item in value)
+    return 0

@@ -6,8 +6,10 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
+from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, values
@@ -20,7 +22,7 @@ from llmobs_core.emitters import (
     PrometheusEmitter,
 )
 from llmobs_core.exposition import MULTIPROC_DIR_ENV
-from llmobs_core.pricing import load_prices
+from llmobs_core.pricing import PriceBook, load_prices
 from llmobs_core.privacy import UserIdHasher
 
 __all__ = ["HASH_KEY_ENV", "Config", "configure", "get_config"]
@@ -40,6 +42,7 @@ class Config:
     fanout: EmitterFanout
     tracer: trace.Tracer
     hash_user_id: UserIdHasher
+    prices: PriceBook
 
 
 _lock = threading.Lock()
@@ -52,6 +55,7 @@ def configure(
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     hash_key: str | bytes | None = None,
+    prices: Mapping[str, Any] | str | PathLike[str] | None = None,
 ) -> Config:
     """Set the process-wide llmobs configuration.
 
@@ -69,13 +73,21 @@ def configure(
             default read from the ``LLMOBS_HASH_KEY`` environment variable; if
             that is unset, a random per-process key is used and a WARNING
             says that user hashes then differ between processes.
+        prices: Per-model prices that win over the bundled ones: a mapping
+            of model name to ``ModelPrices`` or to a dict with ``input``,
+            ``output`` and optionally ``cached_input``, ``cache_write`` and
+            ``reasoning`` (US dollars per million tokens), or the path of a
+            JSON or YAML file holding that mapping.
 
     Returns:
         The new configuration.
 
     Raises:
-        TypeError: If an emitter lacks ``emit_call`` or ``emit_stage``.
-        ValueError: If the hash key is shorter than 16 bytes.
+        TypeError: If an emitter lacks ``emit_call`` or ``emit_stage``, or
+            the price table has the wrong types.
+        ValueError: If the hash key is shorter than 16 bytes, or a price is
+            invalid.
+        FileNotFoundError: If the price file does not exist.
         RuntimeError: If ``PROMETHEUS_MULTIPROC_DIR`` was set after
             ``prometheus_client`` was imported.
     """
@@ -94,6 +106,7 @@ def configure(
         fanout=EmitterFanout(chosen, count_error=prometheus.count_error),
         tracer=trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider),
         hash_user_id=UserIdHasher(_resolve_hash_key(hash_key)),
+        prices=PriceBook(prices),
     )
     load_prices()
     with _lock:

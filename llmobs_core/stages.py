@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
@@ -26,8 +27,8 @@ from llmobs_core._call import LLMCall
 from llmobs_core._ids import format_trace_id
 from llmobs_core._spans import detach_context, reset_variable, start_span
 from llmobs_core.config import get_config
-from llmobs_core.context import current_feature, llmobs_request
-from llmobs_core.emitters import StageEvent
+from llmobs_core.context import RequestState, current_feature, llmobs_request
+from llmobs_core.emitters import EmitterFanout, StageEvent
 
 __all__ = [
     "LLMCallScope",
@@ -61,6 +62,10 @@ class StageScope:
         self._started_ns = 0
         self._feature: str | None = None
         self._token: Token[Any] | None = None
+        self._state: RequestState | None = None
+        self._fanout: EmitterFanout | None = None
+        self._completed = False
+        self._lock = threading.Lock()
 
     def _fresh(self) -> Self:
         return type(self)(self.stage, self.attributes)
@@ -72,6 +77,8 @@ class StageScope:
                 "again for each 'with' block"
             )
         config = get_config()
+        self._fanout = config.fanout
+        self._state = llmobs_request.get()
         self._feature = current_feature()
         attributes: dict[str, Any] = {semconv.LLM_STAGE: self.stage, **self.attributes}
         if self._feature is not None:
@@ -83,6 +90,23 @@ class StageScope:
         self._started_ns = time.perf_counter_ns()
 
     def _finish(self, error: BaseException | None) -> None:
+        """Leave the scope: complete the stage unless something else will."""
+        try:
+            if not self._deferred(error):
+                self._complete(error)
+        finally:
+            detach_context(self._token)
+
+    def _deferred(self, error: BaseException | None) -> bool:
+        """Return whether the stage completes later than its scope's exit."""
+        return False
+
+    def _complete(self, error: BaseException | None) -> None:
+        """Emit the stage's events and end its span, the first time only."""
+        with self._lock:
+            if self._completed:
+                return
+            self._completed = True
         span = self.span
         assert span is not None  # _start() ran
         duration_ms = (time.perf_counter_ns() - self._started_ns) / 1e6
@@ -93,13 +117,13 @@ class StageScope:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
-            detach_context(self._token)
 
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float
     ) -> None:
-        state = llmobs_request.get()
-        get_config().fanout.emit_stage(
+        state = self._state
+        assert self._fanout is not None  # _start() ran
+        self._fanout.emit_stage(
             StageEvent(
                 stage=self.stage,
                 feature_name=self._feature,
@@ -213,6 +237,7 @@ class LLMCallScope(StageScope):
         super()._start()
         assert self.span is not None
         self.call = LLMCall(span=self.span, **self._call_arguments)
+        self.call.attach_stream_end(self._complete)
         # observe_llm_call() may name a feature other than the current one.
         self._feature = self.call.feature_name
         self._call_token = llmobs_call.set(self.call)
@@ -223,6 +248,10 @@ class LLMCallScope(StageScope):
         finally:
             reset_variable(llmobs_call, self._call_token)
             self._call_token = None
+
+    def _deferred(self, error: BaseException | None) -> bool:
+        # A wrapped stream still being consumed ends the call when it ends.
+        return error is None and self.call is not None and self.call.stream_pending
 
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float

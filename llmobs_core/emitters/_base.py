@@ -61,7 +61,8 @@ class CallStartEmitter(Protocol):
     """Emitter that also wants to know when a call starts (optional).
 
     Every call passed to ``emit_call_start`` is later passed to
-    ``emit_call`` with the same feature name and model.
+    ``emit_call`` with the same feature name, and its model as the event's
+    ``fallback_from`` if set, else as its ``model``.
     """
 
     def emit_call_start(self, start: CallStart) -> None:

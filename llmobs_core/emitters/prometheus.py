@@ -141,7 +141,9 @@ class PrometheusEmitter:
         metrics = self.metrics
         feature = event.feature_name or UNKNOWN
         model = event.model or UNKNOWN
-        metrics.in_flight.labels(feature, model).dec()
+        # A call that fell back started under its first model.
+        started_as = event.fallback_from or model
+        metrics.in_flight.labels(feature, started_as).dec()
         metrics.requests.labels(feature, model, event.status.value).inc()
         metrics.latency.labels(feature, model).observe(event.latency_ms)
         if event.input_tokens:

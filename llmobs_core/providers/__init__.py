@@ -1,16 +1,30 @@
-"""Read token usage from provider SDK responses, without importing any SDK."""
+"""Read token usage from provider SDK responses, without importing any SDK.
+
+One module per provider. ``extract_usage`` reads a whole response and
+``read_stream_item`` one streamed chunk or event; both pick the adapter by
+the object's shape, so SDK objects and their dict forms both work.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from llmobs_core.providers._usage import Usage
-from llmobs_core.providers.openai import read_openai_chat
+from llmobs_core.providers import anthropic, bedrock, gemini, openai
+from llmobs_core.providers._usage import Usage, read_field
 
-__all__ = ["Usage", "extract_usage"]
+__all__ = ["Usage", "extract_usage", "read_stream_item"]
 
 logger = logging.getLogger(__name__)
+
+_RESPONSE_READERS: tuple[Callable[[Any], Usage | None], ...] = (
+    openai.read_chat,
+    openai.read_responses,
+    anthropic.read_message,
+    gemini.read_generate_content,
+    bedrock.read_converse,
+)
 _reported_shapes: set[str] = set()
 
 
@@ -18,17 +32,53 @@ def extract_usage(response: Any) -> Usage | None:
     """Return the token usage and model reported in a provider response.
 
     Args:
-        response: An SDK response object or its plain-dict JSON form.
+        response: An SDK response object or its plain-dict JSON form: OpenAI
+            chat completion or Responses ``Response``, Anthropic ``Message``,
+            Gemini ``GenerateContentResponse``, Bedrock Converse response, or
+            an OpenAI-compatible dict (LiteLLM, vLLM, OpenRouter).
 
     Returns:
         The usage, or None for a shape no adapter recognizes. Unknown shapes
         are logged once per type at DEBUG and never raise.
     """
-    usage = read_openai_chat(response)
-    if usage is None:
-        shape = type(response).__qualname__
-        if shape not in _reported_shapes:
-            _reported_shapes.add(shape)
-            logger.debug("no usage adapter recognizes response type %s", shape)
+    for reader in _RESPONSE_READERS:
+        usage = reader(response)
+        if usage is not None:
+            return usage
+    _report_unknown(response)
 
-    return usage
+    return None
+
+
+def read_stream_item(item: Any) -> tuple[Usage | None, int | None]:
+    """Read one streamed chunk or event.
+
+    Returns:
+        The usage it carries, if any, and the number of generated characters
+        in it (text and tool-call arguments), or None for an item of unknown
+        shape. The first item with output (or of unknown shape) marks the
+        time to first token.
+    """
+    usage = openai.read_chat(item)
+    if usage is not None:
+        return usage, openai.chat_chunk_output_length(item)
+    kind = read_field(item, "type")
+    if isinstance(kind, str) and kind.startswith("response."):
+        return openai.read_responses_event(item)
+    for reader in (anthropic.read_stream_event, bedrock.read_converse_stream_event):
+        found = reader(item)
+        if found is not None:
+            return found
+    usage = gemini.read_generate_content(item)
+    if usage is not None:
+        return usage, gemini.output_length(item)
+    _report_unknown(item)
+
+    return None, None
+
+
+def _report_unknown(item: Any) -> None:
+    shape = type(item).__qualname__
+    if shape not in _reported_shapes:
+        _reported_shapes.add(shape)
+        logger.debug("no usage adapter recognizes %s objects", shape)

@@ -1,35 +1,127 @@
-"""Read usage from OpenAI Chat Completions responses and stream chunks."""
+"""Read usage from OpenAI Chat Completions and Responses API objects.
+
+Accepts the ``openai`` SDK's objects and their dict forms, and the
+OpenAI-compatible dicts that LiteLLM, vLLM and OpenRouter return.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llmobs_core.providers._usage import Usage, read_count, read_field
+from llmobs_core.providers._usage import (
+    Usage,
+    read_count,
+    read_field,
+    read_str,
+    text_length,
+)
+
+_CHAT_OBJECTS = ("chat.completion", "chat.completion.chunk")
 
 
-def read_openai_chat(response: Any) -> Usage | None:
-    """Return the usage of a chat completion, or None if it is not one.
+def read_chat(response: Any) -> Usage | None:
+    """Return the usage of a chat completion or chunk, or None if not one.
 
-    Accepts ``openai.types.chat.ChatCompletion`` and ``ChatCompletionChunk``
-    objects and their dict forms. A chunk without a ``usage`` member (every
-    chunk but the last, and the last one too unless the request set
-    ``stream_options={"include_usage": True}``) gives a Usage with only the
-    model set.
+    OpenAI's ``prompt_tokens`` already include cached and cache-write
+    tokens, and ``completion_tokens`` include reasoning tokens. A chunk without
+    ``usage`` (all but the last, and the last too unless the request set
+    ``stream_options={"include_usage": True}``) gives only model and finish
+    reason.
     """
-    if read_field(response, "object") not in (
-        "chat.completion",
-        "chat.completion.chunk",
-    ):
+    if read_field(response, "object") not in _CHAT_OBJECTS:
         return None
-    model = read_field(response, "model")
     usage = read_field(response, "usage")
-    if usage is None:
-        return Usage(model=model if isinstance(model, str) else None)
-    details = read_field(usage, "prompt_tokens_details")
+    prompt_details = read_field(usage, "prompt_tokens_details")
+    completion_details = read_field(usage, "completion_tokens_details")
 
     return Usage(
         input_tokens=read_count(usage, "prompt_tokens"),
         output_tokens=read_count(usage, "completion_tokens"),
-        cached_input_tokens=read_count(details, "cached_tokens"),
-        model=model if isinstance(model, str) else None,
+        cached_input_tokens=read_count(prompt_details, "cached_tokens"),
+        cache_creation_input_tokens=read_count(prompt_details, "cache_write_tokens"),
+        reasoning_tokens=read_count(completion_details, "reasoning_tokens"),
+        model=read_str(response, "model"),
+        finish_reason=_chat_finish_reason(response),
+        cost_usd=_reported_cost(usage),
     )
+
+
+def read_responses(response: Any) -> Usage | None:
+    """Return the usage of a Responses API ``Response``, or None if not one."""
+    if read_field(response, "object") != "response":
+        return None
+    usage = read_field(response, "usage")
+    input_details = read_field(usage, "input_tokens_details")
+    output_details = read_field(usage, "output_tokens_details")
+
+    return Usage(
+        input_tokens=read_count(usage, "input_tokens"),
+        output_tokens=read_count(usage, "output_tokens"),
+        cached_input_tokens=read_count(input_details, "cached_tokens"),
+        cache_creation_input_tokens=read_count(input_details, "cache_write_tokens"),
+        reasoning_tokens=read_count(output_details, "reasoning_tokens"),
+        model=read_str(response, "model"),
+        finish_reason=_responses_finish_reason(response),
+    )
+
+
+_RESPONSES_DELTAS = (
+    "response.output_text.delta",
+    "response.refusal.delta",
+    "response.function_call_arguments.delta",
+)
+_RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def read_responses_event(event: Any) -> tuple[Usage | None, int]:
+    """Read one Responses API stream event.
+
+    Returns:
+        The usage it carries (``response.completed``, ``response.incomplete``
+        and ``response.failed`` carry the final one), and the number of
+        output characters in it.
+    """
+    kind = read_field(event, "type")
+    if kind in _RESPONSES_DELTAS:
+        return None, text_length(read_field(event, "delta"))
+    if kind in _RESPONSES_ENDS:
+        return read_responses(read_field(event, "response")), 0
+    if kind == "response.created":
+        response = read_field(event, "response")
+        return Usage(model=read_str(response, "model")), 0
+    return None, 0
+
+
+def chat_chunk_output_length(chunk: Any) -> int:
+    """Return the characters of text and tool-call arguments in a chat chunk."""
+    length = 0
+    for choice in read_field(chunk, "choices") or ():
+        delta = read_field(choice, "delta")
+        length += text_length(read_field(delta, "content"))
+        length += text_length(read_field(delta, "refusal"))
+        for call in read_field(delta, "tool_calls") or ():
+            length += text_length(read_field(read_field(call, "function"), "arguments"))
+    return length
+
+
+def _chat_finish_reason(response: Any) -> str | None:
+    for choice in read_field(response, "choices") or ():
+        reason = read_str(choice, "finish_reason")
+        if reason is not None:
+            return reason
+    return None
+
+
+def _responses_finish_reason(response: Any) -> str | None:
+    status = read_str(response, "status")
+    if status == "incomplete":
+        return read_str(read_field(response, "incomplete_details"), "reason")
+    return status
+
+
+def _reported_cost(usage: Any) -> float | None:
+    # OpenRouter and LiteLLM proxies add the billed cost to the usage object.
+    cost = read_field(usage, "cost")
+    if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
+        return float(cost)
+    return None

@@ -28,9 +28,11 @@ def minimal_event(**changes: Any) -> dict[str, Any]:
         model="gpt-4o-mini",
         latency_ms=12.5,
         streaming=False,
+        usage_estimated=False,
         retries=0,
         cache_hit=False,
         status="ok",
+        cost_source="unpriced",
         extra={},
     )
     del event["schema_version"]

@@ -228,9 +228,11 @@ def test_call_llm_span_attributes(observed: Observed) -> None:
 
 
 def test_call_llm_streaming_chunks_set_ttft(observed: Observed) -> None:
+    role = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+    text = {"index": 0, "delta": {"content": "Hi"}}
     chunks = [
-        {"object": "chat.completion.chunk", "model": "gpt-4o-mini", "usage": None},
-        {"object": "chat.completion.chunk", "model": "gpt-4o-mini", "usage": None},
+        {"object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [role]},
+        {"object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [text]},
         {
             "object": "chat.completion.chunk",
             "model": "gpt-4o-mini",
@@ -464,3 +466,33 @@ def test_stream_closed_from_other_task_emits(
     assert event["status"] == "cancelled"
     assert observed.span("call_llm").end_time is not None
     assert "Failed to detach context" not in caplog.text
+
+
+def test_call_llm_fallback_records_first_model(observed: Observed) -> None:
+    with call_llm(model="gpt-4o", provider="openai") as call:
+        call.add_retry("rate_limited")
+        call.fallback_to("gpt-4o-mini", reason="rate_limited")
+        call.fallback_to("gpt-4.1-nano")
+
+    event = observed.events[0]
+    assert event["model"] == "gpt-4.1-nano"
+    assert event["fallback_from"] == "gpt-4o"
+    assert event["retries"] == 1
+    names = [e.name for e in observed.span("call_llm").events]
+    assert names == ["llm.retry", "llm.fallback", "llm.fallback"]
+    labels = {"feature_name": "unknown", "model": "gpt-4.1-nano"}
+    assert observed.sample("llm_requests_total", status="ok", **labels) == 1
+    started = {"feature_name": "unknown", "model": "gpt-4o"}
+    assert observed.sample("llm_calls_in_flight", **started) == 0
+
+
+def test_call_llm_mark_filtered(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        call.mark_filtered("self_harm")
+
+    event = observed.events[0]
+    assert event["status"] == "filtered_by_guardrail"
+    assert event["error_type"] is None
+    (span_event,) = observed.span("call_llm").events
+    assert span_event.name == "llm.guardrail"
+    assert dict(span_event.attributes or {}) == {"reason": "self_harm"}

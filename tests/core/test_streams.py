@@ -1,0 +1,245 @@
+"""call.wrap_stream(): chunks pass through; the call ends once, however the
+stream ends."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from llmobs_core import call_llm
+from tests.conftest import Observed, span_times
+
+
+def chat_chunks(words: int, *, usage: bool = True) -> list[dict[str, Any]]:
+    chunks: list[dict[str, Any]] = [
+        {
+            "object": "chat.completion.chunk",
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": f"word{index} "}}],
+        }
+        for index in range(words)
+    ]
+    if usage:
+        chunks.append(
+            {
+                "object": "chat.completion.chunk",
+                "model": "gpt-4o-mini",
+                "choices": [],
+                "usage": {"prompt_tokens": 20, "completion_tokens": words},
+            }
+        )
+    return chunks
+
+
+class ClosableStream:
+    """A provider stream stand-in that records whether it was closed."""
+
+    def __init__(self, chunks: list[dict[str, Any]], fail_after: int | None = None):
+        self.chunks = chunks
+        self.fail_after = fail_after
+        self.closed = False
+        self.response = "sdk-attribute"
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for index, chunk in enumerate(self.chunks):
+            if index == self.fail_after:
+                raise ConnectionError("stream broke")
+            yield chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class AsyncClosableStream:
+    def __init__(self, chunks: list[dict[str, Any]]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for chunk in self.chunks:
+            await asyncio.sleep(0)
+            yield chunk
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_sync_stream_consumed_after_block(observed: Observed) -> None:
+    chunks = chat_chunks(3)
+    with call_llm(model="gpt-4o-mini", provider="openai") as call:
+        wrapped = call.wrap_stream(ClosableStream(chunks))
+
+    assert observed.events == []
+    assert list(wrapped) == chunks
+
+    (event,) = observed.events
+    assert event["status"] == "ok"
+    assert event["streaming"] is True
+    assert event["chunk_count"] == 4
+    assert event["input_tokens"] == 20
+    assert event["output_tokens"] == 3
+    assert event["usage_estimated"] is False
+    assert event["time_to_first_token_ms"] is not None
+    assert observed.names() == ["call_llm"]
+
+
+def test_sync_stream_span_lasts_until_end(observed: Observed) -> None:
+    tracer = observed.provider.get_tracer("test")
+    with tracer.start_as_current_span("request"):
+        with call_llm(model="gpt-4o-mini") as call:
+            wrapped = call.wrap_stream(ClosableStream(chat_chunks(2)))
+        with tracer.start_as_current_span("between"):
+            pass
+        list(wrapped)
+
+    _, call_end = span_times(observed.span("call_llm"))
+    _, between_end = span_times(observed.span("between"))
+    assert call_end >= between_end
+
+
+def test_sync_stream_closed_early_cancelled(observed: Observed) -> None:
+    stream = ClosableStream(chat_chunks(5))
+    with call_llm(model="gpt-4o-mini") as call:
+        wrapped = call.wrap_stream(stream)
+        iterator = iter(wrapped)
+        next(iterator)
+        next(iterator)
+    wrapped.close()
+    wrapped.close()
+
+    (event,) = observed.events
+    assert stream.closed is True
+    assert event["status"] == "cancelled"
+    assert event["chunk_count"] == 2
+    assert event["output_tokens"] == 3
+    assert event["usage_estimated"] is True
+
+
+def test_sync_stream_break_in_with_block(observed: Observed) -> None:
+    with (
+        call_llm(model="gpt-4o-mini") as call,
+        call.wrap_stream(ClosableStream(chat_chunks(5))) as wrapped,
+    ):
+        for _ in wrapped:
+            break
+
+    assert [e["status"] for e in observed.events] == ["cancelled"]
+
+
+def test_sync_stream_garbage_collected(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        wrapped = call.wrap_stream(ClosableStream(chat_chunks(5)))
+    next(iter(wrapped))
+    del wrapped
+    gc.collect()
+
+    (event,) = observed.events
+    assert event["status"] == "cancelled"
+    assert event["chunk_count"] == 1
+
+
+def test_sync_stream_failure_status(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        wrapped = call.wrap_stream(ClosableStream(chat_chunks(5), fail_after=2))
+
+    with pytest.raises(ConnectionError):
+        list(wrapped)
+
+    (event,) = observed.events
+    assert event["status"] == "error"
+    assert event["error_type"] == "ConnectionError"
+    assert event["chunk_count"] == 2
+
+
+def test_stream_passes_attributes_through(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        wrapped = call.wrap_stream(ClosableStream(chat_chunks(1)))
+        assert wrapped.response == "sdk-attribute"
+        list(wrapped)
+
+
+def test_error_in_block_ends_call_once(observed: Observed) -> None:
+    wrapped: list[Any] = []
+
+    def handler() -> None:
+        with call_llm(model="gpt-4o-mini") as call:
+            wrapped.append(call.wrap_stream(ClosableStream(chat_chunks(3))))
+            raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError):
+        handler()
+    list(wrapped[0])
+
+    assert [e["status"] for e in observed.events] == ["error"]
+
+
+def test_async_stream_consumed_later(observed: Observed) -> None:
+    async def main() -> list[Any]:
+        with call_llm(model="gpt-4o-mini", provider="openai") as call:
+            wrapped = call.wrap_stream(AsyncClosableStream(chat_chunks(4)))
+        return [chunk async for chunk in wrapped]
+
+    chunks = asyncio.run(main())
+
+    assert len(chunks) == 5
+    (event,) = observed.events
+    assert event["status"] == "ok"
+    assert event["output_tokens"] == 4
+
+
+def test_async_stream_aclose_cancelled(observed: Observed) -> None:
+    stream = AsyncClosableStream(chat_chunks(4))
+
+    async def main() -> None:
+        with call_llm(model="gpt-4o-mini") as call:
+            wrapped = call.wrap_stream(stream)
+        async with wrapped:
+            await anext(wrapped)
+            await anext(wrapped)
+
+    asyncio.run(main())
+
+    (event,) = observed.events
+    assert stream.closed is True
+    assert event["status"] == "cancelled"
+    assert event["chunk_count"] == 2
+
+
+def test_stream_without_usage_estimates(observed: Observed) -> None:
+    prompt = "x" * 400
+    with call_llm(model="gpt-4o-mini", provider="openai", prompt=prompt) as call:
+        wrapped = call.wrap_stream(ClosableStream(chat_chunks(4, usage=False)))
+    list(wrapped)
+
+    event = observed.events[0]
+    assert event["usage_estimated"] is True
+    assert event["input_tokens"] == 100
+    # four chunks of "wordN " are 24 characters
+    assert event["output_tokens"] == 6
+
+
+def test_wrap_stream_rejects_non_iterable(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        value = call.wrap_stream(42)
+
+    assert value == 42
+    assert [e["status"] for e in observed.events] == ["ok"]
+    assert "needs an iterator" in caplog.text
+
+
+def test_stage_metric_counted_once_for_stream(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        wrapped = call.wrap_stream(ClosableStream(chat_chunks(2)))
+    list(wrapped)
+    wrapped.close()
+
+    count = observed.sample(
+        "llm_stage_duration_ms_count", feature_name="unknown", stage="call_llm"
+    )
+    assert count == 1
