@@ -79,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m examples.fake_provider",
-        description="Serve a fake OpenAI Chat Completions API on a loopback address.",
+        description=(
+            "Serve fake OpenAI Chat Completions, OpenAI Responses and Anthropic "
+            "Messages APIs on a loopback address."
+        ),
     )
     parser.add_argument(
         "--host",

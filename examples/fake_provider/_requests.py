@@ -1,4 +1,4 @@
-"""Parsing and validation of Chat Completions requests."""
+"""Parsing and validation of API requests, and the behaviour selection."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from examples.fake_provider._responses import error_response
 
 BEHAVIOR_HEADER = "x-fake-behavior"
 _BEHAVIOR_VALUES = tuple(behavior.value for behavior in Behavior)
-_JSON_TYPE_NAMES = {bool: "a boolean", dict: "an object"}
+_JSON_TYPE_NAMES = {bool: "a boolean", dict: "an object", str: "a string"}
 
 _T = TypeVar("_T")
 
@@ -66,17 +66,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
         InvalidRequestError: The body is not a JSON object, or a field is missing
             or has the wrong type. The message names the field.
     """
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequestError(
-            "Missing or invalid 'model': expected a string.", "model"
-        )
-    messages = _validate_messages(body.get("messages"))
-    stream = _optional_field(body, "stream", bool, default=False)
-    stream_options = _optional_field(body, "stream_options", dict, default={})
-    include_usage = _optional_field(
+    model = require_model(body)
+    messages = validate_messages(body.get("messages"))
+    stream = optional_field(body, "stream", bool, default=False)
+    stream_options = optional_field(body, "stream_options", dict, default={})
+    include_usage = optional_field(
         stream_options, "include_usage", bool, default=False, prefix="stream_options."
     )
     max_tokens = _max_tokens(body)
@@ -109,7 +103,30 @@ def select_behavior(headers: Mapping[str, str], model: str) -> Behavior | None:
     return None
 
 
-def _validate_messages(messages: Any) -> list[Any]:
+def require_model(body: Any) -> str:
+    """Return the ``model`` of a parsed request body.
+
+    Raises:
+        InvalidRequestError: The body is not a JSON object, or its ``model`` is
+            missing or not a non-empty string.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError(
+            "Missing or invalid 'model': expected a string.", "model"
+        )
+    return model
+
+
+def validate_messages(messages: Any) -> list[Any]:
+    """Return ``messages`` if it is a non-empty array of objects with a ``role``.
+
+    Raises:
+        InvalidRequestError: ``messages`` is missing, empty or not an array, or an
+            entry is not an object with a string ``role``.
+    """
     if not isinstance(messages, list) or not messages:
         message = "Missing or invalid 'messages': expected a non-empty array."
         raise InvalidRequestError(message, "messages")
@@ -121,7 +138,7 @@ def _validate_messages(messages: Any) -> list[Any]:
     return messages
 
 
-def _optional_field(
+def optional_field(
     container: Mapping[str, Any],
     name: str,
     expected_type: type[_T],
@@ -129,6 +146,15 @@ def _optional_field(
     default: _T,
     prefix: str = "",
 ) -> _T:
+    """Return the field ``name`` of ``container``, or ``default`` if it is absent.
+
+    A JSON null counts as absent. ``prefix`` is prepended to the field name in
+    the error message and ``param``.
+
+    Raises:
+        InvalidRequestError: The field is not of ``expected_type``, which must be
+            bool, dict or str.
+    """
     value = container.get(name)
     if value is None:
         return default
@@ -139,14 +165,25 @@ def _optional_field(
     return value
 
 
+def positive_int_field(body: Mapping[str, Any], name: str) -> int | None:
+    """Return the field ``name`` of ``body`` if it is present and not null.
+
+    Raises:
+        InvalidRequestError: The field is not a positive integer.
+    """
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        message = f"Invalid '{name}': expected a positive integer, got {value!r}."
+        raise InvalidRequestError(message, name)
+    return value
+
+
 def _max_tokens(body: Mapping[str, Any]) -> int | None:
     limits = []
     for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            message = f"Invalid '{name}': expected a positive integer, got {value!r}."
-            raise InvalidRequestError(message, name)
-        limits.append(value)
+        value = positive_int_field(body, name)
+        if value is not None:
+            limits.append(value)
     return min(limits, default=None)

@@ -1,21 +1,22 @@
-"""Chat Completions response bodies and server-sent event streams.
+"""Chat Completions response bodies, server-sent event streams and OpenAI errors.
 
 The field layout follows the OpenAI Chat Completions API: a ``chat.completion``
 object for plain responses and ``chat.completion.chunk`` objects, each sent as
-one ``data:`` event and followed by ``data: [DONE]``, for streams.
+one ``data:`` event and followed by ``data: [DONE]``, for streams. The error
+bodies are shared with the Responses API.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Send
 
+from examples.fake_provider._config import Behavior, FakeProviderConfig
+from examples.fake_provider._sse import encode_event, sleep_seconds
 from examples.fake_provider._text import LatencyPlan, Usage
 
 SYSTEM_FINGERPRINT = "fp_fake_provider"
@@ -74,6 +75,34 @@ def error_response(
     return JSONResponse({"error": error}, status_code=status_code, headers=headers)
 
 
+def simulated_error_response(
+    behavior: Behavior, config: FakeProviderConfig
+) -> JSONResponse | None:
+    """Build the OpenAI error response that ``behavior`` simulates, if any.
+
+    Returns None for the behaviours that do not end in an error status.
+    """
+    if behavior is Behavior.RATE_LIMIT:
+        retry_after = config.retry_after_seconds
+        return error_response(
+            429,
+            f"Simulated rate limit. Please try again in {retry_after}s.",
+            "rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"retry-after": str(retry_after)},
+        )
+    if behavior is Behavior.SERVER_ERROR:
+        message = "Simulated server error while processing the request."
+        return error_response(500, message, "server_error")
+    if behavior is Behavior.OVERLOADED:
+        message = "Simulated overload. Please try again later."
+        return error_response(503, message, "server_error")
+    if behavior is Behavior.BAD_REQUEST:
+        message = "Simulated invalid request, selected by the bad_request behaviour."
+        return error_response(400, message, "invalid_request_error")
+    return None
+
+
 async def stream_chunks(
     completion: Completion, *, include_usage: bool, break_after: int | None = None
 ) -> AsyncIterator[bytes]:
@@ -86,22 +115,24 @@ async def stream_chunks(
     finish reason or ``[DONE]``.
     """
     usage_field = {"usage": None} if include_usage else {}
-    await _sleep(completion.latency.first_token_seconds)
-    yield _event(_chunk(completion, {"role": "assistant", "content": ""}, usage_field))
+    await sleep_seconds(completion.latency.first_token_seconds)
+    yield encode_event(
+        _chunk(completion, {"role": "assistant", "content": ""}, usage_field)
+    )
     delays = (0.0, *completion.latency.token_seconds)
     for index, (piece, delay) in enumerate(zip(completion.pieces, delays, strict=True)):
         if index == break_after:
             return
-        await _sleep(delay)
-        yield _event(_chunk(completion, {"content": piece}, usage_field))
+        await sleep_seconds(delay)
+        yield encode_event(_chunk(completion, {"content": piece}, usage_field))
     if break_after is not None:
         return
     finish = _chunk(completion, {}, usage_field, completion.finish_reason)
-    yield _event(finish)
+    yield encode_event(finish)
     if include_usage:
         usage_chunk = _common_fields(completion, "chat.completion.chunk")
         usage_chunk.update(choices=[], usage=completion.usage.to_json())
-        yield _event(usage_chunk)
+        yield encode_event(usage_chunk)
     yield b"data: [DONE]\n\n"
 
 
@@ -147,12 +178,3 @@ def _chunk(
     chunk = _common_fields(completion, "chat.completion.chunk")
     chunk.update(choices=[choice], **usage_field)
     return chunk
-
-
-def _event(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-async def _sleep(seconds: float) -> None:
-    if seconds > 0:
-        await asyncio.sleep(seconds)

@@ -159,3 +159,52 @@ def plan_latency(
         for _ in range(max(token_count - 1, 0))
     )
     return LatencyPlan(first, tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """Generated reply of one request, before an API lays it out.
+
+    Attributes:
+        pieces: Reply text split into stream pieces, one token each.
+        truncated: Whether the token limit of the request cut the reply.
+        usage: Estimated token counts of the prompt and the reply.
+        latency: Simulated delays of the reply pieces.
+    """
+
+    pieces: tuple[str, ...]
+    truncated: bool
+    usage: Usage
+    latency: LatencyPlan
+
+    @property
+    def text(self) -> str:
+        """Full reply text."""
+        return "".join(self.pieces)
+
+
+def plan_reply(
+    digest: str,
+    messages: Sequence[Any],
+    limit: int | None,
+    config: FakeProviderConfig,
+) -> Reply:
+    """Generate the reply to a request, cut to at most ``limit`` tokens.
+
+    Args:
+        digest: Request digest from ``request_digest``.
+        messages: Chat messages whose text the prompt estimate counts.
+        limit: Maximum number of reply tokens, or None for no limit. 0 gives an
+            empty reply.
+        config: Provider settings with the seed and the latency ranges.
+    """
+    pieces = generate_reply_pieces(digest, config.seed)
+    truncated = limit is not None and limit < len(pieces)
+    if limit is not None:
+        pieces = pieces[:limit]
+    return Reply(
+        pieces=tuple(pieces),
+        truncated=truncated,
+        usage=estimate_usage(messages, len(pieces)),
+        latency=plan_latency(digest, len(pieces), config),
+    )
