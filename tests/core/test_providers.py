@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anthropic
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
@@ -210,7 +211,6 @@ def test_extract_usage_by_shape(response: Any, expected: Usage) -> None:
 
 
 def test_anthropic_sdk_message() -> None:
-    anthropic = pytest.importorskip("anthropic")
     message = anthropic.types.Message.model_validate(ANTHROPIC_MESSAGE)
 
     usage = extract_usage(message)
