@@ -16,13 +16,11 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from decimal import Decimal
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import genai_prices
-from genai_prices import Usage as PricedUsage
 from genai_prices import data_snapshot
 
 from llmobs_core.providers import Usage
@@ -162,14 +160,42 @@ class PriceBook:
         return found
 
 
+class _Rate:
+    """One price per million tokens, possibly tiered by total input tokens.
+
+    genai-prices uses the "cliff" model: once a request's input exceeds a
+    tier's start, every token of that kind is priced at the tier's rate.
+    """
+
+    __slots__ = ("base", "tiers")
+
+    def __init__(self, price: Any) -> None:
+        tiers = getattr(price, "tiers", None)
+        if tiers is None:
+            self.base = float(price)
+            self.tiers: tuple[tuple[int, float], ...] = ()
+        else:
+            self.base = float(price.base)
+            ordered = sorted(tiers, key=lambda tier: tier.start, reverse=True)
+            self.tiers = tuple((tier.start, float(tier.price)) for tier in ordered)
+
+    def per_token(self, input_tokens: int) -> float:
+        for start, price in self.tiers:
+            if input_tokens > start:
+                return price * _PER_TOKEN
+        return self.base * _PER_TOKEN
+
+
 class _BundledPrice:
     """A genai-prices model price, resolved once for the current date."""
 
-    __slots__ = ("_flat", "_model_price")
+    __slots__ = ("cache_read", "cache_write", "input", "output")
 
     def __init__(self, model_price: Any) -> None:
-        self._model_price = model_price
-        self._flat = _flat_prices(model_price)
+        self.input = _Rate(model_price.input_mtok)
+        self.output = _Rate(model_price.output_mtok)
+        self.cache_read = _optional_rate(model_price.cache_read_mtok, self.input)
+        self.cache_write = _optional_rate(model_price.cache_write_mtok, self.input)
 
     @classmethod
     def find(cls, model: str, provider: str | None) -> _BundledPrice | None:
@@ -185,42 +211,27 @@ class _BundledPrice:
                 provider,
             )
             return None
-        return cls(model_info.get_prices(datetime.now(UTC)))
+        model_price = model_info.get_prices(datetime.now(UTC))
+        if model_price.input_mtok is None or model_price.output_mtok is None:
+            logger.warning("bundled prices of model=%r lack token prices", model)
+            return None
+        return cls(model_price)
 
     def cost(self, usage: Usage) -> float:
-        if self._flat is not None:
-            return self._flat.cost(usage)
-        priced = PricedUsage(
-            input_tokens=usage.input_tokens or 0,
-            output_tokens=usage.output_tokens or 0,
-            cache_read_tokens=usage.cached_input_tokens or 0,
-            cache_write_tokens=usage.cache_creation_input_tokens or 0,
+        total_input = usage.input_tokens or 0
+        cached = usage.cached_input_tokens or 0
+        written = usage.cache_creation_input_tokens or 0
+        uncached = max(total_input - cached - written, 0)
+        return (
+            uncached * self.input.per_token(total_input)
+            + cached * self.cache_read.per_token(total_input)
+            + written * self.cache_write.per_token(total_input)
+            + (usage.output_tokens or 0) * self.output.per_token(total_input)
         )
-        return float(self._model_price.calc_price(priced)["total_price"])
 
 
-def _flat_prices(model_price: Any) -> ModelPrices | None:
-    """Return the plain per-token prices, or None if any of them is tiered.
-
-    Plain prices are priced with float arithmetic, which takes about a
-    microsecond; tiered ones go through genai-prices, which takes tens.
-    """
-    values: dict[str, float | None] = {}
-    names = {
-        "input": "input_mtok",
-        "output": "output_mtok",
-        "cached_input": "cache_read_mtok",
-        "cache_write": "cache_write_mtok",
-    }
-    for ours, theirs in names.items():
-        value = getattr(model_price, theirs, None)
-        if value is not None and not isinstance(value, Decimal | int | float):
-            return None
-        values[ours] = None if value is None else float(value)
-    if values["input"] is None or values["output"] is None:
-        return None
-
-    return ModelPrices(**values)  # type: ignore[arg-type]
+def _optional_rate(price: Any, fallback: _Rate) -> _Rate:
+    return fallback if price is None else _Rate(price)
 
 
 def _or(value: float | None, fallback: float) -> float:

@@ -175,3 +175,43 @@ def test_event_cost_source_fields(observed: Observed) -> None:
 def test_configure_rejects_bad_prices() -> None:
     with pytest.raises(ValueError, match="missing"):
         llmobs_core.configure(hash_key=TEST_HASH_KEY, prices={"m": {"input": 1.0}})
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [
+        pytest.param("gpt-4o", "openai", id="gpt-4o"),
+        pytest.param("claude-sonnet-4-5", "anthropic", id="claude-tiered"),
+        pytest.param("gemini-2.5-pro", "google", id="gemini-tiered"),
+    ],
+)
+@pytest.mark.parametrize("input_tokens", [2_000, 200_000, 200_001, 250_000])
+def test_bundled_matches_genai_prices(
+    model: str, provider: str, input_tokens: int
+) -> None:
+    from datetime import UTC, datetime
+
+    from genai_prices import Usage as PricedUsage
+    from genai_prices import data_snapshot
+
+    usage = Usage(
+        input_tokens=input_tokens,
+        output_tokens=300,
+        cached_input_tokens=1536,
+        cache_creation_input_tokens=100,
+    )
+    _, model_info = data_snapshot.get_snapshot().find_provider_model(
+        model, None, provider, None
+    )
+    reference = model_info.get_prices(datetime.now(UTC)).calc_price(
+        PricedUsage(
+            input_tokens=input_tokens,
+            output_tokens=300,
+            cache_read_tokens=1536,
+            cache_write_tokens=100,
+        )
+    )
+
+    cost, _ = PriceBook().price(usage, model=model, provider=provider)
+
+    assert cost == pytest.approx(float(reference["total_price"]), rel=1e-12)
