@@ -10,6 +10,7 @@ from asgiref.compatibility import guarantee_single_callable
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmobs_core._headers import decode_header
 from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
@@ -86,7 +87,7 @@ class LLMObsMiddleware:
             path=scope["path"],
             scheme=scope.get("scheme", "http"),
             headers=carrier_from_pairs(
-                (name.decode("latin-1"), value.decode("latin-1"))
+                (name.decode("latin-1"), decode_header(value))
                 for name, value in scope["headers"]
             ),
         )
@@ -129,6 +130,8 @@ class LLMObsMiddleware:
 
         try:
             await self.app(scope, receive_watching, send_observed)
+        # NOTE: the 500 that Starlette's ServerErrorMiddleware sends for this
+        # exception is sent from outside this middleware, without X-Request-ID.
         except BaseException as error:
             cancelled = isinstance(error, asyncio.CancelledError)
             request.finish(

@@ -12,16 +12,28 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from llmobs_core._capture import ContentCapture
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core._status import classify_exception, error_type_name
 from llmobs_core._streams import StreamEnd, wrap_stream
 from llmobs_core.config import Config, get_config
-from llmobs_core.context import RequestState, current_feature, llmobs_request
+from llmobs_core.context import (
+    RequestState,
+    current_feature,
+    effective_attributes,
+    llmobs_bound,
+    llmobs_request,
+)
 from llmobs_core.emitters import CallStart
 from llmobs_core.pricing import CACHE_HIT_SOURCE
-from llmobs_core.privacy import hash_prompt
-from llmobs_core.providers import Usage, extract_usage, read_stream_item
+from llmobs_core.privacy import CaptureMode, Hasher
+from llmobs_core.providers import (
+    Usage,
+    extract_output_text,
+    extract_usage,
+    read_stream_item,
+)
 from llmobs_core.schema import CallStatus, LLMCallLog
 
 __all__ = ["LLMCall"]
@@ -37,6 +49,21 @@ _OVERRIDABLE = (
     "platform",
     "app_version",
     "region",
+)
+
+# Finish reasons meaning the provider's own safety filter stopped the answer:
+# OpenAI, Anthropic, Gemini and Bedrock spellings.
+FILTERED_FINISH_REASONS = frozenset(
+    {
+        "content_filter",
+        "refusal",
+        "SAFETY",
+        "PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "guardrail_intervened",
+        "content_filtered",
+    }
 )
 
 # Characters per token for estimates when a stream reports no usage; about
@@ -55,7 +82,9 @@ class LLMCall:
     """
 
     __slots__ = (
+        "_bound",
         "_cache_hit",
+        "_capture",
         "_chunks",
         "_config",
         "_finished",
@@ -76,6 +105,7 @@ class LLMCall:
         "model",
         "overrides",
         "prompt_hash",
+        "prompt_template_hash",
         "prompt_template_id",
         "provider",
         "retries",
@@ -89,8 +119,8 @@ class LLMCall:
         model: str,
         provider: str | None,
         prompt_template_id: str | None,
-        prompt_hash: str | None,
-        prompt_chars: int | None,
+        prompt_template: str | None,
+        prompt: Any,
         extra: dict[str, str],
         streaming: bool = False,
         feature_name: str | None = None,
@@ -100,14 +130,13 @@ class LLMCall:
         self.model = model
         self.provider = provider
         self.prompt_template_id = prompt_template_id
-        self.prompt_hash = prompt_hash
         self.extra = extra
         self.feature_name = feature_name or current_feature()
         self.overrides = overrides or {}
         self.retries = 0
         self.fallback_from: str | None = None
-        self._prompt_chars = prompt_chars
         self._state: RequestState | None = llmobs_request.get()
+        self._bound = llmobs_bound.get()
         self._usage = Usage()
         self._cache_hit = False
         self._streaming = streaming
@@ -122,6 +151,15 @@ class LLMCall:
         # Kept from the start, so a configure() call during the call cannot
         # send its start and its end to different emitters.
         self._config: Config = get_config()
+        self.prompt_hash, self._prompt_chars = _describe_prompt(
+            prompt, self._config.hasher
+        )
+        self.prompt_template_hash = _template_hash(
+            prompt_template_id, prompt_template, self._config.hasher
+        )
+        self._capture = ContentCapture(
+            self._capture_mode(), self._config.privacy, self._config.redactor, prompt
+        )
         request_id = self._state.request_id if self._state is not None else None
         self._config.fanout.emit_call_start(
             CallStart(self.feature_name, model, provider), request_id, self.trace_id
@@ -134,6 +172,7 @@ class LLMCall:
         model: str,
         provider: str | None,
         prompt_template_id: str | None,
+        prompt_template: str | None,
         prompt: Any,
         streaming: bool,
         extra: dict[str, str],
@@ -149,6 +188,16 @@ class LLMCall:
             raise TypeError(
                 f"call_llm() needs model as a non-empty str, got model={model!r}"
             )
+        optional = {
+            "provider": provider,
+            "prompt_template_id": prompt_template_id,
+            "feature_name": feature_name,
+        }
+        for name, value in optional.items():
+            if value is not None and not isinstance(value, str):
+                raise TypeError(
+                    f"call_llm() needs {name} as a str or None, got {name}={value!r}"
+                )
         for key, value in extra.items():
             if not isinstance(value, str):
                 raise TypeError(
@@ -157,14 +206,12 @@ class LLMCall:
         overrides = {k: v for k, v in extra.items() if k in _OVERRIDABLE}
         if feature_name is None:
             overrides = {}
-        prompt_hash, prompt_chars = _describe_prompt(prompt)
-
         return {
             "model": model,
             "provider": provider,
             "prompt_template_id": prompt_template_id,
-            "prompt_hash": prompt_hash,
-            "prompt_chars": prompt_chars,
+            "prompt_template": prompt_template,
+            "prompt": prompt,
             "streaming": bool(streaming),
             "extra": {k: v for k, v in extra.items() if k not in overrides},
             "feature_name": feature_name,
@@ -208,6 +255,18 @@ class LLMCall:
             return
         if usage is not None:
             self._usage = self._usage.merged(usage)
+        if self._capture.active:
+            text = extract_output_text(response)
+            if text is not None:
+                self._capture.set_output(text)
+
+    def record_output(self, text: str) -> None:
+        """Set the output text for content capture, for responses without one.
+
+        Ignored unless the privacy policy captures content for this call.
+        """
+        if isinstance(text, str):
+            self._capture.set_output(text)
 
     def record_chunk(self, chunk: Any) -> None:
         """Record one streamed chunk or event.
@@ -220,14 +279,15 @@ class LLMCall:
         self._streaming = True
         self._chunks += 1
         try:
-            usage, output_chars = read_stream_item(chunk)
+            usage, text = read_stream_item(chunk)
         except Exception:  # noqa: BLE001 - an adapter bug must not break the call
             _warning.warn("chunk", "reading a stream chunk failed", exc_info=True)
-            usage, output_chars = None, None
+            usage, text = None, None
         if usage is not None:
             self._usage = self._usage.merged(usage)
-        if output_chars is None or output_chars > 0:
-            self._output_chars += output_chars or 0
+        if text is None or text:
+            self._output_chars += len(text or "")
+            self._capture.add_output(text or "")
             self.mark_first_token()
 
     def wrap_stream(self, stream: Any) -> Any:
@@ -352,6 +412,14 @@ class LLMCall:
         self._status = CallStatus.FILTERED_BY_GUARDRAIL
         self._add_span_event("llm.guardrail", reason)
 
+    def _capture_mode(self) -> CaptureMode:
+        if self._state is not None and self._state.debug:
+            return CaptureMode.FULL
+        trace_id = self.span.get_span_context().trace_id
+        if self._config.privacy.snippet_sampled(trace_id):
+            return CaptureMode.SNIPPET
+        return CaptureMode.NONE
+
     def _add_span_event(self, name: str, reason: str | None, **attributes: str) -> None:
         if not self.span.is_recording():
             return
@@ -396,13 +464,16 @@ class LLMCall:
 
     def _build_event(self, error: BaseException | None) -> LLMCallLog:
         ended_ns = time.perf_counter_ns()
+        usage, estimated = self._final_usage()
         status = self._status or (
             classify_exception(error) if error is not None else CallStatus.OK
         )
+        if status is CallStatus.OK and usage.finish_reason in FILTERED_FINISH_REASONS:
+            status = CallStatus.FILTERED_BY_GUARDRAIL
         state = self._state or RequestState()
-        attributes = {name: getattr(state, name) for name in _OVERRIDABLE}
+        attributes = effective_attributes(state, self._bound)
         attributes.update(self.overrides)
-        usage, estimated = self._final_usage()
+        extra = attributes.pop("extra")
         cost, cost_source = self._cost(usage)
         ttft = None
         if self._first_token_ns is not None:
@@ -417,9 +488,9 @@ class LLMCall:
             model=self.model,
             response_model=usage.model,
             provider=self.provider,
-            user_id_hash=state.user_id_hash,
             prompt_template_id=self.prompt_template_id,
             prompt_hash=self.prompt_hash,
+            prompt_template_hash=self.prompt_template_hash,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
@@ -438,8 +509,9 @@ class LLMCall:
             error_type=error_type_name(error) if error is not None else None,
             cost_usd=cost,
             cost_source=cost_source,
-            extra={**state.extra, **self.extra},
+            extra={**extra, **self.extra},
             **attributes,
+            **self._capture.fields(),
         )
 
     def _final_usage(self) -> tuple[Usage, bool]:
@@ -473,15 +545,26 @@ def _estimate_tokens(chars: int | None) -> int | None:
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-def _describe_prompt(prompt: Any) -> tuple[str | None, int | None]:
-    """Return the prompt's hash and the length of its canonical form."""
+def _describe_prompt(prompt: Any, hasher: Hasher) -> tuple[str | None, int | None]:
+    """Return the prompt's keyed hash and the length of its text."""
     if prompt is None:
         return None, None
     try:
-        return hash_prompt(prompt), _text_length(prompt)
+        return hasher.prompt(prompt), _text_length(prompt)
     except TypeError as error:
         _warning.warn("prompt", "prompt_hash left empty: %s", error)
         return None, None
+
+
+def _template_hash(
+    template_id: str | None, template: str | None, hasher: Hasher
+) -> str | None:
+    if template is None:
+        return None
+    if not isinstance(template, str):
+        _warning.warn("template", "prompt_template must be a str, got %r", template)
+        return None
+    return hasher.template(template_id, template)
 
 
 def _text_length(value: Any) -> int:

@@ -7,7 +7,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from os import PathLike
 from typing import Any
 
@@ -18,19 +18,19 @@ from llmobs_core.emitters import (
     Emitter,
     EmitterFanout,
     JsonLogEmitter,
+    LLMMetrics,
     OTelSpanEmitter,
     PrometheusEmitter,
 )
 from llmobs_core.exposition import MULTIPROC_DIR_ENV
 from llmobs_core.pricing import PriceBook, load_prices
-from llmobs_core.privacy import UserIdHasher
+from llmobs_core.privacy import DebugTokenVerifier, Environment, Hasher, PrivacyPolicy
+from llmobs_core.redaction import Redactor
 
-__all__ = ["HASH_KEY_ENV", "Config", "configure", "get_config"]
+__all__ = ["Config", "configure", "ensure_configured", "get_config"]
 
 logger = logging.getLogger(__name__)
 
-HASH_KEY_ENV = "LLMOBS_HASH_KEY"
-"""Environment variable read for the user-id hash key when none is passed."""
 
 _TRACER_NAME = "llmobs"
 
@@ -41,8 +41,14 @@ class Config:
 
     fanout: EmitterFanout
     tracer: trace.Tracer
-    hash_user_id: UserIdHasher
+    hasher: Hasher
     prices: PriceBook
+    privacy: PrivacyPolicy
+    debug_tokens: DebugTokenVerifier
+    metrics: LLMMetrics
+    """The Prometheus metrics of the configured registry, also used for
+    llmobs' own counters when custom emitters replace the default ones."""
+    redactor: Redactor
 
 
 _lock = threading.Lock()
@@ -56,6 +62,7 @@ def configure(
     tracer_provider: trace.TracerProvider | None = None,
     hash_key: str | bytes | None = None,
     prices: Mapping[str, Any] | str | PathLike[str] | None = None,
+    privacy: PrivacyPolicy | None = None,
 ) -> Config:
     """Set the process-wide llmobs configuration.
 
@@ -66,18 +73,21 @@ def configure(
         emitters: Emitters to send events to. By default the JSON log,
             Prometheus and OpenTelemetry span emitters.
         registry: Prometheus registry for the default Prometheus emitter; by
-            default ``prometheus_client.REGISTRY``. Ignored with ``emitters``.
+            default ``prometheus_client.REGISTRY``. With ``emitters`` it still
+            holds llmobs' own counters (emitter errors, rejected debug tokens)
+            unless one of the emitters is a ``PrometheusEmitter``.
         tracer_provider: Tracer provider for llmobs spans; by default the
             global one, looked up when each span starts.
-        hash_key: Secret key for hashing user ids, at least 16 bytes. By
-            default read from the ``LLMOBS_HASH_KEY`` environment variable; if
-            that is unset, a random per-process key is used and a WARNING
-            says that user hashes then differ between processes.
+        hash_key: Secret key for hashing prompts and user ids, at least 16
+            bytes; a shortcut for ``PrivacyPolicy(hash_key=...)``, and it wins
+            over the policy's. See ``PrivacyPolicy`` for the default.
         prices: Per-model prices that win over the bundled ones: a mapping
             of model name to ``ModelPrices`` or to a dict with ``input``,
             ``output`` and optionally ``cached_input``, ``cache_write`` and
             ``reasoning`` (US dollars per million tokens), or the path of a
             JSON or YAML file holding that mapping.
+        privacy: What user content may be captured; ``PrivacyPolicy()`` by
+            default, which captures none.
 
     Returns:
         The new configuration.
@@ -85,14 +95,15 @@ def configure(
     Raises:
         TypeError: If an emitter lacks ``emit_call`` or ``emit_stage``, or
             the price table has the wrong types.
-        ValueError: If the hash key is shorter than 16 bytes, or a price is
-            invalid.
+        ValueError: If the hash key is shorter than 16 bytes or missing in
+            production, or a price is invalid.
         FileNotFoundError: If the price file does not exist.
         RuntimeError: If ``PROMETHEUS_MULTIPROC_DIR`` was set after
             ``prometheus_client`` was imported.
     """
     global _config
     _check_import_order()
+    _check_arguments(registry, tracer_provider, hash_key)
     if emitters is None:
         prometheus = PrometheusEmitter(registry)
         chosen: Sequence[Emitter] = (JsonLogEmitter(), prometheus, OTelSpanEmitter())
@@ -102,11 +113,19 @@ def configure(
             (e for e in chosen if isinstance(e, PrometheusEmitter)),
             PrometheusEmitter(registry),
         )
+    policy = privacy or PrivacyPolicy()
+    if hash_key is not None:
+        policy = replace(policy, hash_key=hash_key)
+    key = policy.resolve_key()
     config = Config(
         fanout=EmitterFanout(chosen, count_error=prometheus.count_error),
         tracer=trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider),
-        hash_user_id=UserIdHasher(_resolve_hash_key(hash_key)),
+        hasher=Hasher(key),
         prices=PriceBook(prices),
+        privacy=policy,
+        debug_tokens=DebugTokenVerifier(key, policy.debug_token_max_age),
+        metrics=prometheus.metrics,
+        redactor=Redactor(policy.redaction_patterns),
     )
     load_prices()
     with _lock:
@@ -116,17 +135,71 @@ def configure(
 
 
 def get_config() -> Config:
-    """Return the current configuration, creating the default one on first use."""
+    """Return the current configuration, creating the default one on first use.
+
+    Never raises, because it runs on the request path: if the default
+    configuration is invalid (a bad ``LLMOBS_HASH_KEY``, say), the error is
+    logged once at ERROR and a development configuration with a random hash
+    key is used. Call ``configure()`` or ``ensure_configured()`` at start-up
+    to have such errors raised there instead; the middlewares do so when
+    they are built.
+    """
     config = _config
     if config is not None:
         return config
+    try:
+        return ensure_configured()
+    except Exception:
+        logger.exception(
+            "llmobs default configuration failed; using a random hash key "
+            "until configure() succeeds"
+        )
+        fallback = PrivacyPolicy(
+            hash_key=secrets.token_bytes(32), environment=Environment.DEVELOPMENT
+        )
+        return configure(privacy=fallback)
+
+
+def ensure_configured() -> Config:
+    """Return the current configuration, creating the default one if none.
+
+    Raises:
+        ValueError, RuntimeError: As ``configure()``, for an invalid default
+            configuration (for example from environment variables).
+    """
     with _lock:
         if _config is not None:
             return _config
     return configure()
 
 
+def _check_arguments(
+    registry: object, tracer_provider: object, hash_key: object
+) -> None:
+    if registry is not None and not isinstance(registry, CollectorRegistry):
+        raise TypeError(
+            f"registry must be a prometheus_client.CollectorRegistry, got {registry!r}"
+        )
+    if tracer_provider is not None and not callable(
+        getattr(tracer_provider, "get_tracer", None)
+    ):
+        raise TypeError(
+            "tracer_provider must be an OpenTelemetry TracerProvider, got "
+            f"{tracer_provider!r}"
+        )
+    if hash_key is not None and not isinstance(hash_key, str | bytes):
+        raise TypeError(
+            f"hash_key must be str or bytes, got {type(hash_key).__name__}; "
+            "pass the secret itself"
+        )
+
+
 def _check_emitters(emitters: Sequence[Emitter]) -> Sequence[Emitter]:
+    if isinstance(emitters, Emitter) or not isinstance(emitters, Sequence):
+        raise TypeError(
+            f"emitters must be a list of emitters, got {emitters!r}; "
+            "wrap a single emitter in a list"
+        )
     for emitter in emitters:
         if not isinstance(emitter, Emitter):
             raise TypeError(
@@ -134,23 +207,6 @@ def _check_emitters(emitters: Sequence[Emitter]) -> Sequence[Emitter]:
                 f"a name, got {emitter!r}; see llmobs_core.emitters.Emitter"
             )
     return tuple(emitters)
-
-
-def _resolve_hash_key(hash_key: str | bytes | None) -> bytes:
-    if hash_key is None:
-        hash_key = os.environ.get(HASH_KEY_ENV) or None
-    if hash_key is None:
-        logger.warning(
-            "%s is not set: user ids are hashed with a random per-process key, "
-            "so the same user gets different hashes in different processes; "
-            "set %s to a secret of at least 16 bytes",
-            HASH_KEY_ENV,
-            HASH_KEY_ENV,
-        )
-        return secrets.token_bytes(32)
-    if isinstance(hash_key, str):
-        return hash_key.encode()
-    return hash_key
 
 
 def _check_import_order() -> None:

@@ -62,6 +62,10 @@ class RequestState:
     feature_from_code: bool = False
     """True once a ``feature()`` scope named the request's feature, so a later
     or nested scope no longer replaces it."""
+    debug: bool = False
+    """True when the privacy policy allows full content capture for this
+    request: an allow-listed tenant or user, or a valid signed debug token.
+    Set by the plugins only; ``bind_context`` cannot change it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +89,22 @@ llmobs_request: ContextVar[RequestState | None] = ContextVar(
     "llmobs_request", default=None
 )
 llmobs_feature: ContextVar[str | None] = ContextVar("llmobs_feature", default=None)
-
-_BINDABLE = frozenset(
-    {
-        "tenant_id",
-        "tenant_tier",
-        "user_id_hash",
-        "session_id",
-        "platform",
-        "app_version",
-        "region",
-        "feature_name",
-    }
+llmobs_bound: ContextVar[Mapping[str, Any] | None] = ContextVar(
+    "llmobs_bound", default=None
 )
+"""Values of the enclosing ``with bind_context(...)`` blocks in this task."""
+
+# Attributes of a request that bind_context may set, besides feature_name.
+_ATTRIBUTES = (
+    "tenant_id",
+    "tenant_tier",
+    "user_id_hash",
+    "session_id",
+    "platform",
+    "app_version",
+    "region",
+)
+_BINDABLE = frozenset({*_ATTRIBUTES, "feature_name"})
 
 
 def current_context() -> RequestContext | None:
@@ -105,25 +112,39 @@ def current_context() -> RequestContext | None:
 
     Returns:
         The snapshot, or None outside any request and ``bind_context`` scope.
-        The feature name is the innermost ``feature()`` scope's, if any.
+        Values bound by an enclosing ``with bind_context(...)`` block win
+        over the request's, and the feature name is the innermost
+        ``feature()`` scope's, if any.
     """
     state = llmobs_request.get()
     if state is None:
         return None
+    values = effective_attributes(state, llmobs_bound.get())
 
     return RequestContext(
         request_id=state.request_id,
         trace_id=state.trace_id,
-        tenant_id=state.tenant_id,
-        tenant_tier=state.tenant_tier,
-        user_id_hash=state.user_id_hash,
-        session_id=state.session_id,
-        platform=state.platform,
-        app_version=state.app_version,
-        region=state.region,
-        feature_name=llmobs_feature.get() or state.feature_name,
-        extra=dict(state.extra),
+        feature_name=current_feature(),
+        **values,
     )
+
+
+def effective_attributes(
+    state: RequestState, bound: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Return a request's attributes and ``extra``, with bound values applied.
+
+    The feature name is left out: ``current_feature`` resolves it.
+    """
+    values: dict[str, Any] = {name: getattr(state, name) for name in _ATTRIBUTES}
+    values["extra"] = dict(state.extra)
+    if bound:
+        for name, value in bound.items():
+            if name == "extra":
+                values["extra"].update(value)
+            elif name != "feature_name":
+                values[name] = value
+    return values
 
 
 def current_feature() -> str | None:
@@ -131,15 +152,20 @@ def current_feature() -> str | None:
     name = llmobs_feature.get()
     if name is not None:
         return name
-
+    bound = llmobs_bound.get()
+    if bound and bound.get("feature_name") is not None:
+        return str(bound["feature_name"])
     state = llmobs_request.get()
     return state.feature_name if state is not None else None
 
 
-def enter_request(
-    state: RequestState,
-) -> tuple[Token[RequestState | None], Token[str | None]]:
-    """Make ``state`` the current request and clear any feature scope.
+RequestTokens = tuple[
+    Token[RequestState | None], Token[str | None], Token[Mapping[str, Any] | None]
+]
+
+
+def enter_request(state: RequestState) -> RequestTokens:
+    """Make ``state`` the current request and clear feature and bindings.
 
     Plugins call this at the start of every request, so that nothing from a
     previous request on the same task or thread is visible in this one.
@@ -147,41 +173,62 @@ def enter_request(
     Returns:
         Tokens to pass to ``exit_request`` in a ``finally`` block.
     """
-    return llmobs_request.set(state), llmobs_feature.set(None)
+    return (
+        llmobs_request.set(state),
+        llmobs_feature.set(None),
+        llmobs_bound.set(None),
+    )
 
 
-def exit_request(tokens: tuple[Token[RequestState | None], Token[str | None]]) -> None:
+def exit_request(tokens: RequestTokens) -> None:
     """Restore the context that was current before ``enter_request``.
 
     A reset from another context (possible when a server finishes a request on
-    a different task) falls back to clearing both variables.
+    a different task) falls back to clearing the variables.
     """
-    request_token, feature_token = tokens
+    request_token, feature_token, bound_token = tokens
     try:
+        llmobs_bound.reset(bound_token)
         llmobs_feature.reset(feature_token)
         llmobs_request.reset(request_token)
     except ValueError:
         logger.debug("llmobs context reset from a foreign context; clearing it")
+        llmobs_bound.set(None)
         llmobs_feature.set(None)
         llmobs_request.set(None)
 
 
 class _Binding:
-    """Undo handle returned by ``bind_context``."""
+    """Handle returned by ``bind_context``.
 
-    __slots__ = ("_previous", "_state", "_token")
+    As a plain call, the values were written to the request's shared state.
+    Entering it as a context manager takes them back out of the shared state
+    and binds them in this task's context only, so concurrent blocks of one
+    request never see or restore each other's values.
+    """
+
+    __slots__ = ("_bound", "_bound_token", "_previous", "_state", "_token")
 
     def __init__(
         self,
         state: RequestState,
         previous: dict[str, Any],
+        bound: dict[str, Any],
         token: Token[RequestState | None] | None,
     ) -> None:
         self._state = state
         self._previous = previous
+        self._bound = bound
         self._token = token
+        self._bound_token: Token[Mapping[str, Any] | None] | None = None
 
     def __enter__(self) -> RequestContext:
+        self._restore_state()
+        outer = llmobs_bound.get() or {}
+        bound = {**outer, **self._bound}
+        if "extra" in outer and "extra" in self._bound:
+            bound["extra"] = {**outer["extra"], **self._bound["extra"]}
+        self._bound_token = llmobs_bound.set(bound)
         snapshot = current_context()
         assert snapshot is not None  # bind_context always leaves a state set
         return snapshot
@@ -192,65 +239,97 @@ class _Binding:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.unbind()
+        _reset(llmobs_bound, self._bound_token)
+        self._bound_token = None
+        _reset(llmobs_request, self._token)
+        self._token = None
 
     def unbind(self) -> None:
-        """Restore the values that were current before the binding."""
+        """Restore the values that were current before a plain call."""
+        self._restore_state()
+        _reset(llmobs_request, self._token)
+        self._token = None
+
+    def _restore_state(self) -> None:
         for name, value in self._previous.items():
             setattr(self._state, name, value)
-        if self._token is not None:
-            llmobs_request.reset(self._token)
-            self._token = None
+        self._previous = {}
 
 
 def bind_context(
-    *, extra: Mapping[str, str] | None = None, **attributes: str | None
+    *,
+    extra: Mapping[str, str] | None = None,
+    user_id: str | None = None,
+    **attributes: str | None,
 ) -> _Binding:
     """Set request attributes for the current request.
 
-    Works as a plain call, whose values last until the request ends, and as a
-    context manager, which restores the previous values on exit. Outside a
-    request (a script or a background job) it starts a request-less state.
+    As a plain call, the values last until the request ends and are visible
+    to the whole request, including its middleware. As a context manager,
+    they apply inside the block and to the current task only, and are gone
+    on exit. Outside a request (a script or a background job) it starts a
+    request-less state.
 
     Args:
         extra: String attributes merged into the event's ``extra`` field.
+        user_id: A raw end-user id; only its keyed hash is kept, as
+            ``user_id_hash``.
         **attributes: Any of ``tenant_id``, ``tenant_tier``, ``user_id_hash``,
             ``session_id``, ``platform``, ``app_version``, ``region`` and
             ``feature_name``; each a string or None.
 
     Returns:
-        A handle whose ``unbind()`` (or ``with`` exit) restores earlier values.
+        A handle usable as a context manager; its ``unbind()`` undoes a plain
+        call.
 
     Raises:
         TypeError: For an unknown attribute name or a non-string value.
     """
-    _check_bindable(attributes, extra)
+    _check_bindable({**attributes, "user_id": user_id}, extra)
+    if user_id is not None:
+        from llmobs_core.config import get_config
+
+        attributes["user_id_hash"] = get_config().hasher(user_id)
     state = llmobs_request.get()
     token = None
     if state is None:
         state = RequestState()
         token = llmobs_request.set(state)
 
+    bound: dict[str, Any] = dict(attributes)
     previous: dict[str, Any] = {name: getattr(state, name) for name in attributes}
     for name, value in attributes.items():
         setattr(state, name, value)
     if extra:
+        bound["extra"] = dict(extra)
         previous["extra"] = dict(state.extra)
         state.extra = {**state.extra, **extra}
 
-    return _Binding(state, previous, token)
+    return _Binding(state, previous, bound, token)
+
+
+def _reset(variable: ContextVar[Any], token: Token[Any] | None) -> None:
+    """Reset a context variable, tolerating a token from another context."""
+    if token is None:
+        return
+    try:
+        variable.reset(token)
+    except ValueError:
+        logger.debug("%s reset from a foreign context; left as is", variable.name)
 
 
 def _check_bindable(
     attributes: Mapping[str, object], extra: Mapping[str, str] | None
 ) -> None:
-    unknown = sorted(set(attributes) - _BINDABLE)
+    unknown = sorted(set(attributes) - _BINDABLE - {"user_id"})
     if unknown:
         raise TypeError(
             f"bind_context() got unknown attribute(s) {unknown}; "
             f"allowed: {sorted(_BINDABLE)} and extra={{...}}"
         )
     for name, value in attributes.items():
+        if name == "user_id" and value is None:
+            continue
         if value is not None and not isinstance(value, str):
             raise TypeError(
                 f"bind_context() needs a str or None for {name}, "
@@ -314,9 +393,8 @@ class FeatureScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            llmobs_feature.reset(self._token)
-            self._token = None
+        _reset(llmobs_feature, self._token)
+        self._token = None
 
     @overload
     def __call__(
@@ -351,7 +429,7 @@ class FeatureScope:
                 try:
                     return await async_function(*args, **kwargs)
                 finally:
-                    llmobs_feature.reset(token)
+                    _reset(llmobs_feature, token)
 
             return run_async
 
@@ -361,7 +439,7 @@ class FeatureScope:
             try:
                 return function(*args, **kwargs)
             finally:
-                llmobs_feature.reset(token)
+                _reset(llmobs_feature, token)
 
         return run_sync
 

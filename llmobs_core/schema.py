@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["SCHEMA_VERSION", "CallStatus", "LLMCallLog", "json_schema"]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """Version of the ``LLMCallLog`` layout. A new field bumps the minor number; a
 renamed, removed or retyped field bumps the major number."""
 
 _TokenCount = Annotated[int, Field(ge=0)]
+CaptureModeValue = Literal["none", "snippet", "full"]
 
 
 class CallStatus(enum.StrEnum):
@@ -39,7 +40,13 @@ class LLMCallLog(BaseModel):
     instance, so the ids in the log line, the metric exemplars and the span agree.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        # Every field is always written, so the published schema lists all
+        # of them as required, defaults included.
+        json_schema_serialization_defaults_required=True,
+    )
 
     schema_version: str = Field(
         default=SCHEMA_VERSION,
@@ -92,8 +99,14 @@ class LLMCallLog(BaseModel):
         description="Id of the prompt template the prompt was built from.",
     )
     prompt_hash: str | None = Field(
-        description="SHA-256 of the canonical form of the prompt, hex. The prompt "
-        "text itself is never stored.",
+        description="Keyed HMAC-SHA-256 of the prompt's canonical form (whitespace "
+        "collapsed, message keys sorted), hex. Equal prompts give equal hashes "
+        "under one key; the prompt itself is stored only as allowed by "
+        "capture_mode.",
+    )
+    prompt_template_hash: str | None = Field(
+        description="Keyed HMAC-SHA-256 of the template id and template text, "
+        "hex, so a changed template is visible even under the same id.",
     )
     input_tokens: _TokenCount | None = Field(
         description="Tokens sent to the model, cached ones included. Null when "
@@ -166,6 +179,25 @@ class LLMCallLog(BaseModel):
         "passed to configure(), 'provider-reported' for a cost in the response, "
         "'cache-hit' for an answer from the application's cache (cost 0), "
         "'unpriced' when cost_usd is null.",
+    )
+    capture_mode: CaptureModeValue = Field(
+        description="How much user content this event carries: 'none' (hashes "
+        "only), 'snippet' (redacted beginnings, for sampled traffic) or 'full' "
+        "(allow-listed or signed debug traffic).",
+    )
+    input_snippet: str | None = Field(
+        description="First characters of the input after PII redaction; only "
+        "with capture_mode 'snippet'.",
+    )
+    output_snippet: str | None = Field(
+        description="First characters of the output after PII redaction; only "
+        "with capture_mode 'snippet'.",
+    )
+    input_content: str | None = Field(
+        description="The whole input, unredacted; only with capture_mode 'full'.",
+    )
+    output_content: str | None = Field(
+        description="The whole output, unredacted; only with capture_mode 'full'.",
     )
     extra: dict[str, str] = Field(
         default_factory=dict,

@@ -20,9 +20,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmobs_core import _semconv as semconv
+from llmobs_core._headers import invalid_trace_headers
 from llmobs_core._ids import format_trace_id, is_valid_request_id, new_request_id
 from llmobs_core._spans import start_span
-from llmobs_core.config import get_config
+from llmobs_core.config import Config, ensure_configured, get_config
 from llmobs_core.context import RequestState, enter_request, exit_request
 
 __all__ = ["HeaderNames", "ServerRequest", "ServerSettings", "carrier_from_pairs"]
@@ -91,6 +92,9 @@ class ServerSettings:
             _compile_pattern(pattern, "excluded_paths") for pattern in excluded_paths
         )
         self.region = region
+        # A configuration error from the environment surfaces at start-up,
+        # when the middleware is built, not on the first request.
+        ensure_configured()
 
     def feature_for(self, path: str) -> str | None:
         """Return the feature mapped to ``path``, or None."""
@@ -156,7 +160,8 @@ class ServerRequest:
                 joined with ``,`` (see ``carrier_from_pairs``).
         """
         config = get_config()
-        state = _state_from_headers(settings, headers, config.hash_user_id)
+        state = _state_from_headers(settings, headers, config.hasher)
+        state.debug = _debug_allowed(config, headers, state)
         state.feature_name = settings.feature_for(path)
         attributes: dict[str, Any] = {
             semconv.HTTP_REQUEST_METHOD: method,
@@ -170,7 +175,8 @@ class ServerRequest:
         else:
             # Only the headers count: the ambient context may be a previous
             # request's, left on a task the server reuses.
-            parent = propagate.extract(headers, context=otel_context.Context())
+            carrier = _without_invalid_trace_headers(headers, config, state)
+            parent = propagate.extract(carrier, context=otel_context.Context())
             span = start_span(
                 config.tracer,
                 method,
@@ -269,6 +275,43 @@ def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return carrier
 
 
+def _without_invalid_trace_headers(
+    headers: Mapping[str, str], config: Config, state: RequestState
+) -> Mapping[str, str]:
+    dropped = invalid_trace_headers(headers)
+    if not dropped:
+        return headers
+    for header in dropped:
+        config.metrics.invalid_headers.labels(header).inc()
+    logger.debug(
+        "ignored invalid %s on request_id=%s", "/".join(dropped), state.request_id
+    )
+    return {name: value for name, value in headers.items() if name not in dropped}
+
+
+def _debug_allowed(
+    config: Config, headers: Mapping[str, str], state: RequestState
+) -> bool:
+    """Return whether the request may capture full content.
+
+    A debug token that fails verification is ignored, never trusted, and
+    counted in ``llmobs_debug_tokens_rejected_total{reason}``. The client
+    controls how often that happens, so it is logged at DEBUG only.
+    """
+    policy = config.privacy
+    if policy.is_debug_subject(state.tenant_id, state.user_id_hash):
+        return True
+    token = headers.get(policy.debug_header.lower())
+    if token is None or not policy.allow_signed_debug:
+        return False
+    reason = config.debug_tokens.check(token)
+    if reason is None:
+        return True
+    config.metrics.debug_tokens_rejected.labels(reason).inc()
+    logger.debug("debug token rejected (%s) on request_id=%s", reason, state.request_id)
+    return False
+
+
 def _state_from_headers(
     settings: ServerSettings, headers: Mapping[str, str], hash_user_id: Any
 ) -> RequestState:
@@ -276,7 +319,7 @@ def _state_from_headers(
     user_id = _clean(headers.get(names.user_id))
 
     return RequestState(
-        request_id=_request_id(headers.get(names.request_id)),
+        request_id=_request_id(headers.get(names.request_id), names.request_id),
         tenant_id=_clean(headers.get(names.tenant_id)),
         tenant_tier=_clean(headers.get(names.tenant_tier)),
         user_id_hash=hash_user_id(user_id) if user_id else None,
@@ -287,11 +330,12 @@ def _state_from_headers(
     )
 
 
-def _request_id(received: str | None) -> str:
+def _request_id(received: str | None, header: str) -> str:
     if received is None:
         return new_request_id()
     if is_valid_request_id(received):
         return received
+    get_config().metrics.invalid_headers.labels(header).inc()
     replacement = new_request_id()
     logger.debug(
         "invalid request id header (%d characters) replaced by %s",
@@ -309,6 +353,8 @@ def _clean(value: str | None) -> str | None:
 
 
 def _active_server_span() -> Span | None:
+    # NOTE: an instrumentation installed inside the llmobs middleware starts
+    # its SERVER span later and is not detected, which gives two SERVER spans.
     """Return the current span if it is a live SERVER span.
 
     Such a span comes from another instrumentation: FastAPI's or Starlette's

@@ -9,6 +9,7 @@ stage's duration. ``call_llm`` also emits one ``LLMCallLog`` per call.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -113,7 +114,8 @@ class StageScope:
         try:
             self._emit(span, error, duration_ms)
         finally:
-            if error is not None and span.is_recording():
+            if _is_failure(error) and span.is_recording():
+                assert error is not None
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
@@ -274,6 +276,16 @@ class LLMCallScope(StageScope):
         return self.__enter__()
 
 
+def _is_failure(error: BaseException | None) -> bool:
+    """Return whether an exception ending a stage is a failure.
+
+    Cancellation (a client that went away, a stream closed early) is not.
+    """
+    return error is not None and not isinstance(
+        error, asyncio.CancelledError | GeneratorExit
+    )
+
+
 def build_prompt(**attributes: str) -> StageScope:
     """Scope the stage that fills a prompt template.
 
@@ -306,6 +318,7 @@ def call_llm(
     model: str,
     provider: str | None = None,
     prompt_template_id: str | None = None,
+    prompt_template: str | None = None,
     prompt: Any = None,
     streaming: bool = False,
     **extra: str,
@@ -316,8 +329,10 @@ def call_llm(
         model: The requested model name.
         provider: Provider name, for example ``"openai"``.
         prompt_template_id: Id of the template the prompt was built from.
-        prompt: The prompt text or message list. Only its SHA-256 hash is
-            kept; the text itself is never stored.
+        prompt_template: The template's text; only its keyed hash is kept,
+            so a template edited under the same id shows in the events.
+        prompt: The prompt text or message list. Its keyed hash is kept;
+            the text only as the privacy policy allows (by default never).
         streaming: Whether the request asks for a streamed response. The
             event's ``streaming`` is also set by the first recorded chunk, but
             a stream that fails before its first chunk needs this.
@@ -335,6 +350,7 @@ def call_llm(
             model=model,
             provider=provider,
             prompt_template_id=prompt_template_id,
+            prompt_template=prompt_template,
             prompt=prompt,
             streaming=streaming,
             extra=extra,
@@ -348,6 +364,7 @@ def observe_llm_call(
     *,
     provider: str | None = None,
     prompt_template_id: str | None = None,
+    prompt_template: str | None = None,
     prompt: Any = None,
     streaming: bool = False,
     **context: str,
@@ -364,6 +381,7 @@ def observe_llm_call(
             model=model,
             provider=provider,
             prompt_template_id=prompt_template_id,
+            prompt_template=prompt_template,
             prompt=prompt,
             streaming=streaming,
             extra=context,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from llmobs_core._headers import decode_header
 from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
@@ -49,9 +50,8 @@ class LLMObsWSGIMiddleware:
     app version, region; names set by ``headers``) and, at the end, the
     environ keys ``llmobs.route`` and ``llmobs.error`` if a framework set
     them. Writes the ``X-Request-ID`` response header (replacing any the app
-    set), the environ key ``llmobs.request``, and the ``llmobs_request`` and
-    ``llmobs_feature`` context variables until the server closes the
-    response.
+    set), the environ key ``llmobs.request``, and the llmobs context
+    variables until the response is exhausted or closed.
 
     The request span ends when the server has consumed the last chunk of the
     response or called ``close()`` on it, whichever comes first, exactly
@@ -185,8 +185,10 @@ class ObservedBody:
         try:
             return next(self._iterator)
         except StopIteration:
+            # The context is restored here too, not only in close(), so a
+            # server (or test client) that never calls close() leaks nothing.
             self._exhausted = True
-            self._response.finish()
+            self._response.end()
             raise
         except BaseException as error:
             self._response.finish(error=error)
@@ -211,7 +213,13 @@ def headers_from_environ(environ: WSGIEnvironment) -> dict[str, str]:
     pairs: list[tuple[str, str]] = []
     for key, value in environ.items():
         if key.startswith("HTTP_"):
-            pairs.append((key[5:].replace("_", "-"), value))
+            # PEP 3333 servers decode header bytes as Latin-1; undo that.
+            pairs.append(
+                (
+                    key[5:].replace("_", "-"),
+                    decode_header(value.encode("latin-1", "replace")),
+                )
+            )
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             pairs.append((key.replace("_", "-"), value))
     return carrier_from_pairs(pairs)

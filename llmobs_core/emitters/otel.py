@@ -9,6 +9,12 @@ from llmobs_core import _semconv as semconv
 from llmobs_core.emitters._base import StageEvent
 from llmobs_core.schema import CallStatus, LLMCallLog
 
+# Outcomes that leave the span status unset: a client that went away and a
+# guardrail that did its job are not failures of the call.
+NOT_ERRORS = frozenset(
+    {CallStatus.OK, CallStatus.CANCELLED, CallStatus.FILTERED_BY_GUARDRAIL}
+)
+
 
 class OTelSpanEmitter:
     """Set ``llm.*`` and GenAI semantic-convention attributes on the span.
@@ -24,7 +30,7 @@ class OTelSpanEmitter:
         if not span.is_recording():
             return
         span.set_attributes(call_attributes(event))
-        if event.status is not CallStatus.OK:
+        if event.status not in NOT_ERRORS:
             span.set_status(Status(StatusCode.ERROR, event.status.value))
 
     def emit_stage(self, event: StageEvent) -> None:

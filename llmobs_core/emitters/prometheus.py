@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
+from collections.abc import Mapping
 
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -34,6 +36,18 @@ STAGE_BUCKETS_MS = (1.0, 2.5, 5.0, *LATENCY_BUCKETS_MS)
 
 UNKNOWN = "unknown"
 """Label value used when an event has no value for a label."""
+OTHER = "other"
+"""Label value that replaces values past a label's limit."""
+
+DEFAULT_LABEL_LIMITS: Mapping[str, int] = {
+    "feature_name": 100,
+    "model": 50,
+    "tenant_tier": 20,
+    "stage": 20,
+}
+"""Distinct values kept per label and process; later ones become ``other``."""
+MAX_LABEL_VALUE_LENGTH = 64
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class LLMMetrics:
@@ -85,6 +99,27 @@ class LLMMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.debug_tokens_rejected = Counter(
+            "llmobs_debug_tokens_rejected",
+            "Debug tokens ignored because they were malformed, forged, expired, "
+            "too long-lived or replayed.",
+            ("reason",),
+            registry=registry,
+        )
+        self.invalid_headers = Counter(
+            "llmobs_invalid_request_headers",
+            "Request headers ignored or replaced because they were invalid: "
+            "request ids, oversized traceparent, malformed tracestate.",
+            ("header",),
+            registry=registry,
+        )
+        self.folded_label_values = Counter(
+            "llmobs_label_values_folded",
+            "Label values replaced by 'other' because the label had reached its "
+            "limit of distinct values.",
+            ("label",),
+            registry=registry,
+        )
         self.emitter_errors = Counter(
             "llmobs_emitter_errors",
             "Exceptions raised by llmobs emitters and caught.",
@@ -119,30 +154,86 @@ def metrics_for(registry: CollectorRegistry | None = None) -> LLMMetrics:
     return metrics
 
 
+class LabelGuard:
+    """Keep a label's distinct values bounded, so series cannot explode.
+
+    Values are cut to 64 characters with control characters removed. The
+    first ``limit`` distinct values of a label are kept; later ones are
+    reported as ``other`` and counted in ``llmobs_label_values_folded_total``.
+    The set is per process, so with several workers each keeps its own.
+    """
+
+    def __init__(self, limits: Mapping[str, int], folded: Counter) -> None:
+        self._limits = dict(limits)
+        self._seen: dict[str, set[str]] = {label: set() for label in limits}
+        self._folded = folded
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str, value: str | None) -> str:
+        """Return the label value to use for ``value``."""
+        if not value:
+            return UNKNOWN
+        if len(value) > MAX_LABEL_VALUE_LENGTH or _UNPRINTABLE.search(value):
+            value = _UNPRINTABLE.sub("", value)[:MAX_LABEL_VALUE_LENGTH] or UNKNOWN
+        seen = self._seen.get(label)
+        if seen is None or value in seen:
+            return value
+        with self._lock:
+            if len(seen) < self._limits[label]:
+                seen.add(value)
+                return value
+        self._folded.labels(label).inc()
+        return OTHER
+
+
 class PrometheusEmitter:
     """Update the ``llm_*`` metrics from call and stage events.
 
     Args:
         registry: The registry, by default ``prometheus_client.REGISTRY``.
+        label_limits: Distinct values kept per label (``feature_name``,
+            ``model``, ``tenant_tier``, ``stage``); by default
+            ``DEFAULT_LABEL_LIMITS``.
+
+    Raises:
+        ValueError: For an unknown label or a limit below 1.
     """
 
     name = "prometheus"
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        label_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.metrics = metrics_for(registry)
+        limits = {**DEFAULT_LABEL_LIMITS, **(label_limits or {})}
+        for label, limit in limits.items():
+            if label not in DEFAULT_LABEL_LIMITS:
+                raise ValueError(
+                    f"label_limits has unknown label {label!r}; allowed: "
+                    f"{sorted(DEFAULT_LABEL_LIMITS)}"
+                )
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(
+                    f"label_limits[{label!r}]={limit!r} must be an int >= 1"
+                )
+        self._label = LabelGuard(limits, self.metrics.folded_label_values)
 
     def emit_call_start(self, start: CallStart) -> None:
         """Count the call as in flight."""
-        feature = start.feature_name or UNKNOWN
-        self.metrics.in_flight.labels(feature, start.model or UNKNOWN).inc()
+        feature = self._label("feature_name", start.feature_name)
+        model = self._label("model", start.model)
+        self.metrics.in_flight.labels(feature, model).inc()
 
     def emit_call(self, event: LLMCallLog, span: Span) -> None:
         """Count the call, its tokens and cost, and observe its latency."""
         metrics = self.metrics
-        feature = event.feature_name or UNKNOWN
-        model = event.model or UNKNOWN
+        feature = self._label("feature_name", event.feature_name)
+        model = self._label("model", event.model)
         # A call that fell back started under its first model.
-        started_as = event.fallback_from or model
+        started_as = self._label("model", event.fallback_from or event.model)
         metrics.in_flight.labels(feature, started_as).dec()
         metrics.requests.labels(feature, model, event.status.value).inc()
         metrics.latency.labels(feature, model).observe(event.latency_ms)
@@ -151,15 +242,14 @@ class PrometheusEmitter:
         if event.output_tokens:
             metrics.output_tokens.labels(feature, model).inc(event.output_tokens)
         if event.cost_usd:
-            tier = event.tenant_tier or UNKNOWN
+            tier = self._label("tenant_tier", event.tenant_tier)
             metrics.cost.labels(feature, model, tier).inc(event.cost_usd)
 
     def emit_stage(self, event: StageEvent) -> None:
         """Observe the stage's duration."""
-        feature = event.feature_name or UNKNOWN
-        self.metrics.stage_duration.labels(feature, event.stage).observe(
-            event.duration_ms
-        )
+        feature = self._label("feature_name", event.feature_name)
+        stage = self._label("stage", event.stage)
+        self.metrics.stage_duration.labels(feature, stage).observe(event.duration_ms)
 
     def count_error(self, emitter_name: str) -> None:
         """Count one caught emitter exception."""

@@ -14,7 +14,7 @@ from typing import Any
 from llmobs_core.providers import anthropic, bedrock, gemini, openai
 from llmobs_core.providers._usage import Usage, read_field
 
-__all__ = ["Usage", "extract_usage", "read_stream_item"]
+__all__ = ["Usage", "extract_output_text", "extract_usage", "read_stream_item"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +50,18 @@ def extract_usage(response: Any) -> Usage | None:
     return None
 
 
-def read_stream_item(item: Any) -> tuple[Usage | None, int | None]:
+def read_stream_item(item: Any) -> tuple[Usage | None, str | None]:
     """Read one streamed chunk or event.
 
     Returns:
-        The usage it carries, if any, and the number of generated characters
-        in it (text and tool-call arguments), or None for an item of unknown
-        shape. The first item with output (or of unknown shape) marks the
-        time to first token.
+        The usage it carries, if any, and the generated text in it (text,
+        refusals and tool-call arguments), or None for an item of unknown
+        shape. The first item with text (or of unknown shape) marks the time
+        to first token.
     """
     usage = openai.read_chat(item)
     if usage is not None:
-        return usage, openai.chat_chunk_output_length(item)
+        return usage, openai.chat_chunk_text(item)
     kind = read_field(item, "type")
     if isinstance(kind, str) and kind.startswith("response."):
         return openai.read_responses_event(item)
@@ -71,10 +71,26 @@ def read_stream_item(item: Any) -> tuple[Usage | None, int | None]:
             return found
     usage = gemini.read_generate_content(item)
     if usage is not None:
-        return usage, gemini.output_length(item)
+        return usage, gemini.output_text(item)
     _report_unknown(item)
 
     return None, None
+
+
+def extract_output_text(response: Any) -> str | None:
+    """Return the generated text of a provider response, or None if unknown."""
+    kind = read_field(response, "object")
+    if kind == "chat.completion":
+        return openai.chat_text(response)
+    if kind == "response":
+        return openai.responses_text(response)
+    if read_field(response, "type") == "message":
+        return anthropic.message_text(response)
+    if read_field(response, "candidates") is not None:
+        return gemini.output_text(response)
+    if read_field(response, "stopReason") is not None:
+        return bedrock.converse_text(response)
+    return None
 
 
 def _report_unknown(item: Any) -> None:

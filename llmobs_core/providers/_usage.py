@@ -71,9 +71,9 @@ def read_str(source: Any, *names: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def text_length(value: Any) -> int:
-    """Return the length of a string value, 0 for anything else."""
-    return len(value) if isinstance(value, str) else 0
+def text_of(value: Any) -> str:
+    """Return a string value, or "" for anything else."""
+    return value if isinstance(value, str) else ""
 
 
 def add_counts(*counts: int | None) -> int | None:

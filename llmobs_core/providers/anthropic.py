@@ -15,7 +15,7 @@ from llmobs_core.providers._usage import (
     read_count,
     read_field,
     read_str,
-    text_length,
+    text_of,
 )
 
 
@@ -37,17 +37,17 @@ def read_message(response: Any) -> Usage | None:
 _QUIET_EVENTS = ("content_block_start", "content_block_stop", "message_stop", "ping")
 
 
-def read_stream_event(event: Any) -> tuple[Usage | None, int] | None:
+def read_stream_event(event: Any) -> tuple[Usage | None, str] | None:
     """Read one Messages stream event, or return None if it is not one.
 
     Returns:
-        The usage it carries, and the number of output characters in it.
+        The usage it carries, and its output text.
         ``message_start`` carries the input counts; each ``message_delta``
         carries the output count so far and the stop reason.
     """
     kind = read_field(event, "type")
     if kind == "message_start":
-        return read_message(read_field(event, "message")), 0
+        return read_message(read_field(event, "message")), ""
     if kind == "message_delta":
         usage = read_field(event, "usage")
         delta = read_field(event, "delta")
@@ -55,12 +55,12 @@ def read_stream_event(event: Any) -> tuple[Usage | None, int] | None:
             output_tokens=read_count(usage, "output_tokens"),
             finish_reason=read_str(delta, "stop_reason"),
         )
-        return reported, 0
+        return reported, ""
     if kind == "content_block_delta":
         delta = read_field(event, "delta")
-        return None, text_length(read_field(delta, "text", "partial_json", "thinking"))
+        return None, text_of(read_field(delta, "text", "partial_json", "thinking"))
     if kind in _QUIET_EVENTS:
-        return None, 0
+        return None, ""
     return None
 
 
@@ -74,3 +74,9 @@ def _read_usage(usage: Any) -> Usage:
         cached_input_tokens=cache_read,
         cache_creation_input_tokens=cache_write,
     )
+
+
+def message_text(response: Any) -> str:
+    """Return the text blocks of a ``Message``, joined."""
+    blocks = read_field(response, "content") or ()
+    return "".join(text_of(read_field(block, "text")) for block in blocks)

@@ -15,7 +15,7 @@ from llmobs_core.providers._usage import (
     read_count,
     read_field,
     read_str,
-    text_length,
+    text_of,
 )
 
 
@@ -30,27 +30,27 @@ def read_converse(response: Any) -> Usage | None:
     return _read_usage(usage, finish_reason=read_str(response, "stopReason"))
 
 
-def read_converse_stream_event(event: Any) -> tuple[Usage | None, int] | None:
+def read_converse_stream_event(event: Any) -> tuple[Usage | None, str] | None:
     """Read one ConverseStream event, or return None if it is not one.
 
     Returns:
         The usage it carries (the ``metadata`` event has the counts,
-        ``messageStop`` the stop reason), and its output characters.
+        ``messageStop`` the stop reason), and its output text.
     """
     metadata = read_field(event, "metadata")
     if metadata is not None:
-        return _read_usage(read_field(metadata, "usage")), 0
+        return _read_usage(read_field(metadata, "usage")), ""
     stop = read_field(event, "messageStop")
     if stop is not None:
-        return Usage(finish_reason=read_str(stop, "stopReason")), 0
+        return Usage(finish_reason=read_str(stop, "stopReason")), ""
     block = read_field(event, "contentBlockDelta")
     if block is not None:
         delta = read_field(block, "delta")
         tool = read_field(delta, "toolUse")
         text = read_field(delta, "text")
-        return None, text_length(text) + text_length(read_field(tool, "input"))
+        return None, text_of(text) + text_of(read_field(tool, "input"))
     if read_field(event, "messageStart", "contentBlockStart", "contentBlockStop"):
-        return None, 0
+        return None, ""
     return None
 
 
@@ -65,3 +65,10 @@ def _read_usage(usage: Any, finish_reason: str | None = None) -> Usage:
         cache_creation_input_tokens=cache_write,
         finish_reason=finish_reason,
     )
+
+
+def converse_text(response: Any) -> str:
+    """Return the text blocks of a Converse response's message, joined."""
+    message = read_field(read_field(response, "output"), "message")
+    blocks = read_field(message, "content") or ()
+    return "".join(text_of(read_field(block, "text")) for block in blocks)

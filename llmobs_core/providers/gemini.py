@@ -16,7 +16,7 @@ from llmobs_core.providers._usage import (
     read_count,
     read_field,
     read_str,
-    text_length,
+    text_of,
 )
 
 
@@ -40,13 +40,12 @@ def read_generate_content(response: Any) -> Usage | None:
     )
 
 
-def output_length(response: Any) -> int:
-    """Return the characters of candidate text in a response or chunk."""
-    length = 0
+def output_text(response: Any) -> str:
+    """Return the first candidate's text in a response or chunk."""
     for candidate in read_field(response, "candidates") or ():
-        for part in read_field(read_field(candidate, "content"), "parts") or ():
-            length += text_length(read_field(part, "text"))
-    return length
+        parts = read_field(read_field(candidate, "content"), "parts") or ()
+        return "".join(text_of(read_field(part, "text")) for part in parts)
+    return ""
 
 
 def _finish_reason(response: Any) -> str | None:

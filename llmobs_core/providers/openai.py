@@ -13,7 +13,7 @@ from llmobs_core.providers._usage import (
     read_count,
     read_field,
     read_str,
-    text_length,
+    text_of,
 )
 
 _CHAT_OBJECTS = ("chat.completion", "chat.completion.chunk")
@@ -73,35 +73,51 @@ _RESPONSES_DELTAS = (
 _RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
-def read_responses_event(event: Any) -> tuple[Usage | None, int]:
+def read_responses_event(event: Any) -> tuple[Usage | None, str]:
     """Read one Responses API stream event.
 
     Returns:
         The usage it carries (``response.completed``, ``response.incomplete``
-        and ``response.failed`` carry the final one), and the number of
-        output characters in it.
+        and ``response.failed`` carry the final one), and its output text.
     """
     kind = read_field(event, "type")
     if kind in _RESPONSES_DELTAS:
-        return None, text_length(read_field(event, "delta"))
+        return None, text_of(read_field(event, "delta"))
     if kind in _RESPONSES_ENDS:
-        return read_responses(read_field(event, "response")), 0
+        return read_responses(read_field(event, "response")), ""
     if kind == "response.created":
         response = read_field(event, "response")
-        return Usage(model=read_str(response, "model")), 0
-    return None, 0
+        return Usage(model=read_str(response, "model")), ""
+    return None, ""
 
 
-def chat_chunk_output_length(chunk: Any) -> int:
-    """Return the characters of text and tool-call arguments in a chat chunk."""
-    length = 0
+def chat_chunk_text(chunk: Any) -> str:
+    """Return the text and tool-call arguments in a chat chunk."""
+    parts: list[str] = []
     for choice in read_field(chunk, "choices") or ():
         delta = read_field(choice, "delta")
-        length += text_length(read_field(delta, "content"))
-        length += text_length(read_field(delta, "refusal"))
+        parts.append(text_of(read_field(delta, "content")))
+        parts.append(text_of(read_field(delta, "refusal")))
         for call in read_field(delta, "tool_calls") or ():
-            length += text_length(read_field(read_field(call, "function"), "arguments"))
-    return length
+            parts.append(text_of(read_field(read_field(call, "function"), "arguments")))
+    return "".join(parts)
+
+
+def chat_text(response: Any) -> str | None:
+    """Return the first choice's message text of a chat completion."""
+    for choice in read_field(response, "choices") or ():
+        message = read_field(choice, "message")
+        return text_of(read_field(message, "content", "refusal"))
+    return None
+
+
+def responses_text(response: Any) -> str | None:
+    """Return the output text of a Responses API ``Response``."""
+    parts: list[str] = []
+    for item in read_field(response, "output") or ():
+        for content in read_field(item, "content") or ():
+            parts.append(text_of(read_field(content, "text", "refusal")))
+    return "".join(parts)
 
 
 def _chat_finish_reason(response: Any) -> str | None:

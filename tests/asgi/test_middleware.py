@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse
 
 import llmobs_core as llmobs
 from llmobs_asgi import LLMObsMiddleware
+from llmobs_core.privacy import PrivacyPolicy, sign_debug_token
 from tests._servers import run_uvicorn_in_thread
 from tests.conftest import TEST_HASH_KEY, Observed, span_times
 
@@ -621,3 +623,190 @@ def test_asgi2_app_wrapped(observed: Observed, serve: Callable[[Any], str]) -> N
     assert len(response.headers["x-request-id"]) == 32
     (span,) = observed.spans
     assert dict(span.attributes or {})["http.response.status_code"] == 204
+
+
+@pytest.mark.parametrize(
+    ("headers", "dropped"),
+    [
+        pytest.param(
+            {"traceparent": "0" * 20_000, "tracestate": "a=1"},
+            ["traceparent", "tracestate"],
+            id="huge-traceparent",
+        ),
+        pytest.param(
+            {
+                "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+                "tracestate": ",".join(f"k{i}=v" for i in range(40)),
+            },
+            ["tracestate"],
+            id="too-many-members",
+        ),
+        pytest.param(
+            {
+                "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+                "tracestate": "!!!garbage===,@@",
+            },
+            ["tracestate"],
+            id="garbage-tracestate",
+        ),
+    ],
+)
+def test_hostile_trace_headers_quiet(
+    observed: Observed,
+    serve: Callable[[Any], str],
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str],
+    dropped: list[str],
+) -> None:
+    url = serve(build_app())
+    with caplog.at_level(logging.WARNING):
+        response = httpx.post(f"{url}/api/chat/s1", headers=headers)
+        wait_for(observed, one_request_done)
+
+    assert response.status_code == 200
+    assert [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+    ] == []
+    for header in dropped:
+        count = observed.sample("llmobs_invalid_request_headers_total", header=header)
+        assert count == 1
+
+
+def test_valid_tracestate_propagated(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    url = serve(build_app())
+    headers = {
+        "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+        "tracestate": "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
+    }
+    httpx.post(f"{url}/api/chat/s1", headers=headers)
+    wait_for(observed, one_request_done)
+
+    span = observed.span("POST /api/chat/{session}")
+    assert (
+        span.context.trace_state.to_header()
+        == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    )
+
+
+def test_utf8_header_values_decoded(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    url = serve(build_app())
+    tenant = "Zürich-東京"
+    httpx.post(f"{url}/api/chat/s1", headers=[("x-tenant-id", tenant.encode("utf-8"))])
+    wait_for(observed, one_request_done)
+
+    assert observed.events[0]["tenant_id"] == tenant
+
+
+def test_long_header_value_cut(observed: Observed, serve: Callable[[Any], str]) -> None:
+    url = serve(build_app())
+    httpx.post(f"{url}/api/chat/s1", headers={"x-tenant-id": "t" * 5000})
+    wait_for(observed, one_request_done)
+
+    assert observed.events[0]["tenant_id"] == "t" * 256
+
+
+def test_region_default_and_header(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    app = FastAPI()
+    app.add_middleware(LLMObsMiddleware, region="eu-central-1")
+
+    @app.get("/call")
+    async def call() -> dict[str, str]:
+        with llmobs.call_llm(model="m"):
+            pass
+        return {}
+
+    url = serve(app)
+    httpx.get(f"{url}/call")
+    httpx.get(f"{url}/call", headers={"x-region": "us-east-1"})
+
+    assert [event["region"] for event in observed.events] == [
+        "eu-central-1",
+        "us-east-1",
+    ]
+
+
+def configure_privacy(observed: Observed, **policy: Any) -> None:
+    llmobs.configure(
+        tracer_provider=observed.provider,
+        registry=observed.registry,
+        privacy=PrivacyPolicy(hash_key=TEST_HASH_KEY, **policy),
+    )
+
+
+def test_debug_tenant_gets_full_content(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    configure_privacy(observed, debug_tenants=["acme-debug"])
+    url = serve(build_prompt_app())
+    httpx.post(f"{url}/ask", headers={"x-tenant-id": "acme-debug"})
+    httpx.post(f"{url}/ask", headers={"x-tenant-id": "acme"})
+
+    debug, normal = observed.events
+    assert debug["capture_mode"] == "full"
+    assert debug["input_content"] == "my email is jane@example.com"
+    assert normal["capture_mode"] == "none"
+    assert normal["input_content"] is None
+
+
+def test_signed_debug_token_gets_full_content(
+    observed: Observed, serve: Callable[[Any], str]
+) -> None:
+    configure_privacy(observed)
+    url = serve(build_prompt_app())
+    token = sign_debug_token(TEST_HASH_KEY, ttl_seconds=60)
+    httpx.post(f"{url}/ask", headers={"x-llmobs-debug": token})
+    httpx.post(f"{url}/ask", headers={"x-llmobs-debug": token})
+
+    first, replayed = observed.events
+    assert first["capture_mode"] == "full"
+    assert replayed["capture_mode"] == "none"
+    assert observed.sample("llmobs_debug_tokens_rejected_total", reason="replayed") == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        pytest.param("please-debug-me", "malformed", id="unsigned"),
+        pytest.param(
+            sign_debug_token("another-key-0123456789", ttl_seconds=60),
+            "bad_signature",
+            id="forged",
+        ),
+        pytest.param(
+            sign_debug_token(TEST_HASH_KEY, ttl_seconds=60, now=1_000_000),
+            "expired",
+            id="expired",
+        ),
+    ],
+)
+def test_bad_debug_token_ignored_and_counted(
+    observed: Observed, serve: Callable[[Any], str], token: str, reason: str
+) -> None:
+    configure_privacy(observed)
+    url = serve(build_prompt_app())
+    response = httpx.post(f"{url}/ask", headers={"x-llmobs-debug": token})
+
+    assert response.status_code == 200
+    assert observed.events[0]["capture_mode"] == "none"
+    assert observed.sample("llmobs_debug_tokens_rejected_total", reason=reason) == 1
+
+
+def build_prompt_app() -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(LLMObsMiddleware)
+
+    @app.post("/ask")
+    async def ask() -> dict[str, str]:
+        with llmobs.call_llm(
+            model="gpt-4o-mini", prompt="my email is jane@example.com"
+        ):
+            pass
+        return {}
+
+    return app

@@ -274,10 +274,10 @@ def test_stream_openai_chat_chunks() -> None:
         "usage": {"prompt_tokens": 9, "completion_tokens": 3},
     }
 
-    assert read_stream_item(first)[1] == 0
-    assert read_stream_item(text)[1] == 5
-    usage, chars = read_stream_item(final)
-    assert chars == 0
+    assert read_stream_item(first)[1] == ""
+    assert read_stream_item(text)[1] == "Hello"
+    usage, text_out = read_stream_item(final)
+    assert text_out == ""
     assert usage is not None
     assert usage.output_tokens == 3
 
@@ -286,9 +286,9 @@ def test_stream_responses_events() -> None:
     delta = {"type": "response.output_text.delta", "delta": "abc", "sequence_number": 3}
     done = {"type": "response.completed", "response": OPENAI_RESPONSE}
 
-    assert read_stream_item(delta) == (None, 3)
-    usage, chars = read_stream_item(done)
-    assert chars == 0
+    assert read_stream_item(delta) == (None, "abc")
+    usage, text = read_stream_item(done)
+    assert text == ""
     assert usage is not None
     assert usage.reasoning_tokens == 320
 
@@ -316,12 +316,12 @@ def test_stream_anthropic_events() -> None:
         "usage": {"output_tokens": 42},
     }
 
-    start_usage, start_chars = read_stream_item(start)
-    assert start_chars == 0
+    start_usage, start_text = read_stream_item(start)
+    assert start_text == ""
     assert start_usage is not None
     assert start_usage.input_tokens == 2050
-    assert read_stream_item(delta) == (None, 3)
-    assert read_stream_item({"type": "ping"}) == (None, 0)
+    assert read_stream_item(delta) == (None, "Hey")
+    assert read_stream_item({"type": "ping"}) == (None, "")
     end_usage, _ = read_stream_item(end)
     assert end_usage == Usage(output_tokens=42, finish_reason="max_tokens")
 
@@ -330,7 +330,7 @@ def test_stream_bedrock_events() -> None:
     delta = {"contentBlockDelta": {"delta": {"text": "four"}, "contentBlockIndex": 0}}
     metadata = {"metadata": {"usage": {"inputTokens": 7, "outputTokens": 9}}}
 
-    assert read_stream_item(delta) == (None, 4)
+    assert read_stream_item(delta) == (None, "four")
     usage, _ = read_stream_item(metadata)
     assert usage is not None
     assert usage.input_tokens == 7

@@ -33,6 +33,7 @@ def minimal_event(**changes: Any) -> dict[str, Any]:
         cache_hit=False,
         status="ok",
         cost_source="unpriced",
+        capture_mode="none",
         extra={},
     )
     del event["schema_version"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -116,7 +117,9 @@ def test_call_llm_emits_one_event_exactly(observed: Observed) -> None:
     assert event["tenant_tier"] == "pro"
     assert event["region"] == "eu-west-1"
     assert event["prompt_template_id"] == "assistant.v3"
-    assert event["prompt_hash"] == hashlib.sha256(b"Hello there").hexdigest()
+    key = TEST_HASH_KEY.encode()
+    expected_hash = hmac.new(key, b"Hello there", hashlib.sha256).hexdigest()
+    assert event["prompt_hash"] == expected_hash
     assert event["input_tokens"] == 1200
     assert event["cached_input_tokens"] == 1024
     assert event["output_tokens"] == 80

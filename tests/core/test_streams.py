@@ -243,3 +243,22 @@ def test_stage_metric_counted_once_for_stream(observed: Observed) -> None:
         "llm_stage_duration_ms_count", feature_name="unknown", stage="call_llm"
     )
     assert count == 1
+
+
+def test_cancelled_stream_span_not_error(observed: Observed) -> None:
+    from opentelemetry.trace import StatusCode
+
+    def generate() -> Iterator[int]:
+        with call_llm(model="gpt-4o-mini", streaming=True) as call:
+            for index in range(5):
+                call.mark_first_token()
+                yield index
+
+    chunks = generate()
+    next(chunks)
+    chunks.close()
+
+    span = observed.span("call_llm")
+    assert observed.events[0]["status"] == "cancelled"
+    assert span.status.status_code is StatusCode.UNSET
+    assert [event.name for event in span.events] == []
