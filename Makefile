@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint schema clean
+.PHONY: demo demo-flask test lint schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
+
+demo-flask: $(STAMP)
+	$(BIN)/python -m examples.demo --gateway flask
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,50 +1,59 @@
-"""Run the example gateway against the fake provider and show what llmobs records.
+"""Run the example gateways against the fake provider and show what llmobs records.
 
 Run it from the repository root with ``python -m examples.demo``. It starts the
-fake provider and the gateway as subprocesses on free loopback ports, sends a
-mix of requests (several tenants and tiers, both features, streaming, cache
+fake provider as a subprocess on a free loopback port, then each gateway in
+turn: the FastAPI example under uvicorn, then the Flask example under gunicorn
+with two worker processes (``--gateway`` picks one). To each gateway it sends
+a mix of requests (several tenants and tiers, both features, streaming, cache
 hits, provider failures, ``traceparent`` headers) and prints:
 
 1. a table per feature computed from the JSON call events,
-2. the ``llm_*`` samples of the gateway's ``/metrics``,
+2. the ``llm_*`` samples of the gateway's ``/metrics`` (under gunicorn, one
+   scrape sums the samples of both workers),
 3. the span tree of one request that ran all four stages.
 
 The events, spans and server logs are kept in an output directory, whose path
-is printed first. The exit status is 1 if a server failed to start or the
-responses, events and spans disagree, and 130 after Ctrl-C or SIGTERM. The
-servers are stopped in every case.
+is printed first; the Flask gateway's are in its ``flask`` subdirectory. The
+exit status is 1 if a server failed to start or the responses, events, spans
+and metrics disagree, and 130 after Ctrl-C or SIGTERM. The servers are stopped
+in every case.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import httpx
-
 from examples._demo.checks import (
     check_events,
+    check_metrics,
     check_responses,
     check_spans,
+    check_workers,
     traffic_summary,
 )
 from examples._demo.processes import DemoError, ServerGroup
 from examples._demo.report import (
     feature_table,
     llm_metric_lines,
+    metric_total,
     pick_request_trace,
-    read_json_lines,
     span_tree,
+    worker_summary,
 )
-from examples._demo.traffic import Outcome, plan_requests, send_requests
+from examples._demo.runs import (
+    FLASK_WORKERS,
+    GatewayRun,
+    TrafficSettings,
+    run_fastapi_gateway,
+    run_flask_gateway,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,22 +62,18 @@ SECTION_METRICS = "Prometheus llm_* samples (GET /metrics)"
 SECTION_SPANS = "Span tree of one request"
 SECTION_HEADERS = (SECTION_FEATURES, SECTION_METRICS, SECTION_SPANS)
 
+GATEWAY_TITLES = {
+    "fastapi": "FastAPI gateway, uvicorn, one process",
+    "flask": f"Flask gateway, gunicorn, {FLASK_WORKERS} worker processes",
+}
+GATEWAY_CHOICES = ("all", *GATEWAY_TITLES)
+
 # The fake provider's "slow" behaviour responds after SLOW_SECONDS, which is
 # above the gateway's provider timeout, so those requests end with a 504.
 # Normal responses take at most about 1.5 s at latency scale 1 (fake provider
 # defaults, with the gateway's 80-token output limit), below the timeout.
 PROVIDER_TIMEOUT_SECONDS = 2.0
 SLOW_SECONDS = 3.0
-CLIENT_TIMEOUT_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """Everything the demo collected while the servers were running."""
-
-    outcomes: list[Outcome]
-    seconds: float
-    metrics_text: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="llmobs-demo-"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Output directory: {output_dir}\n", flush=True)
+    print(f"Output directory: {output_dir}", flush=True)
     try:
         problems = _run(args, output_dir)
     except DemoError as error:
@@ -98,36 +103,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _run(args: argparse.Namespace, output_dir: Path) -> list[str]:
-    events_path = output_dir / "events.jsonl"
-    spans_path = output_dir / "spans.jsonl"
-    for path in (events_path, spans_path):
-        path.unlink(missing_ok=True)
-    result = _serve_and_send(args, output_dir, events_path, spans_path)
-    print(traffic_summary(result.outcomes, result.seconds))
-    events = read_json_lines(events_path)
-    spans = read_json_lines(spans_path)
-    _print_section(SECTION_FEATURES, feature_table(events) if events else "(none)")
-    metric_lines = llm_metric_lines(result.metrics_text)
-    _print_section(SECTION_METRICS, "\n".join(metric_lines) or "(none)")
-    trace = pick_request_trace(spans)
-    _print_section(SECTION_SPANS, span_tree(trace) if trace else "(none)")
-    problems = [
-        *check_responses(result.outcomes),
-        *check_events(result.outcomes, events),
-        *check_spans(result.outcomes, spans),
-    ]
-    if trace is None:
-        problems.append(f"no request in {spans_path} ran all four stages")
-    return problems
-
-
-def _serve_and_send(
-    args: argparse.Namespace, output_dir: Path, events_path: Path, spans_path: Path
-) -> RunResult:
-    """Start both servers, send the traffic, read /metrics, stop the servers.
-
-    The gateway is stopped before this returns, so its last spans are written.
-    """
+    """Start the fake provider, then run and report each chosen gateway."""
+    gateways = list(GATEWAY_TITLES) if args.gateway == "all" else [args.gateway]
+    problems: list[str] = []
     with ServerGroup(REPO_ROOT, startup_timeout=args.startup_timeout) as servers:
         provider_url = servers.start(
             "fake provider",
@@ -135,20 +113,52 @@ def _serve_and_send(
             _provider_arguments(args),
             output_dir / "fake_provider.log",
         )
-        gateway_arguments = [
-            *("--provider-url", f"{provider_url}/v1", "--host", "127.0.0.1"),
-            *("--port", "0", "--provider-timeout", str(PROVIDER_TIMEOUT_SECONDS)),
-            *("--events-file", str(events_path), "--spans-file", str(spans_path)),
-        ]
-        gateway_url = servers.start(
-            "gateway",
-            "examples.fastapi_gateway",
-            gateway_arguments,
-            output_dir / "gateway.log",
-        )
-        print(f"Fake provider at {provider_url}, gateway at {gateway_url}", flush=True)
-        result = _send_traffic(args, gateway_url)
-    return result
+        print(f"Fake provider at {provider_url}", flush=True)
+        for gateway in gateways:
+            print(f"\n=== {GATEWAY_TITLES[gateway]} ===", flush=True)
+            if gateway == "fastapi":
+                traffic = _traffic(args, args.requests)
+                run = run_fastapi_gateway(servers, traffic, provider_url, output_dir)
+            else:
+                traffic = _traffic(args, args.flask_requests)
+                flask_dir = output_dir / "flask"
+                run = run_flask_gateway(servers, traffic, provider_url, flask_dir)
+            problems.extend(f"{gateway}: {p}" for p in _report(run))
+    return problems
+
+
+def _traffic(args: argparse.Namespace, requests: int) -> TrafficSettings:
+    return TrafficSettings(
+        requests=requests,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        provider_timeout=PROVIDER_TIMEOUT_SECONDS,
+    )
+
+
+def _report(run: GatewayRun) -> list[str]:
+    """Print the three sections for one gateway and return its problems."""
+    print(traffic_summary(run.outcomes, run.seconds))
+    requests_total = metric_total(run.metrics_text, "llm_requests_total")
+    if run.events_per_worker:
+        print(worker_summary(run.events_per_worker, requests_total))
+    events = run.events
+    _print_section(SECTION_FEATURES, feature_table(events) if events else "(none)")
+    metric_lines = llm_metric_lines(run.metrics_text)
+    _print_section(SECTION_METRICS, "\n".join(metric_lines) or "(none)")
+    trace = pick_request_trace(run.spans)
+    _print_section(SECTION_SPANS, span_tree(trace) if trace else "(none)")
+    problems = [
+        *check_responses(run.outcomes),
+        *check_events(run.outcomes, events),
+        *check_spans(run.outcomes, run.spans),
+        *check_metrics(events, requests_total),
+    ]
+    if run.events_per_worker:
+        problems.extend(check_workers(run.events_per_worker, FLASK_WORKERS))
+    if trace is None:
+        problems.append("no request in the span files ran all four stages")
+    return problems
 
 
 def _provider_arguments(args: argparse.Namespace) -> list[str]:
@@ -159,23 +169,6 @@ def _provider_arguments(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def _send_traffic(args: argparse.Namespace, gateway_url: str) -> RunResult:
-    requests = plan_requests(args.requests, args.seed)
-    started = time.monotonic()
-    outcomes = asyncio.run(
-        send_requests(
-            gateway_url,
-            requests,
-            concurrency=args.concurrency,
-            timeout=CLIENT_TIMEOUT_SECONDS,
-        )
-    )
-    seconds = time.monotonic() - started
-    response = httpx.get(f"{gateway_url}/metrics", timeout=CLIENT_TIMEOUT_SECONDS)
-    response.raise_for_status()
-    return RunResult(outcomes, seconds, response.text)
-
-
 def _print_section(title: str, body: str) -> None:
     print(f"\n== {title} ==\n{body}", flush=True)
 
@@ -183,14 +176,27 @@ def _print_section(title: str, body: str) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m examples.demo",
-        description="Send mixed traffic through the example gateway and print "
+        description="Send mixed traffic through the example gateways and print "
         "the call events, metrics and spans that llmobs recorded.",
+    )
+    parser.add_argument(
+        "--gateway",
+        choices=GATEWAY_CHOICES,
+        default="all",
+        help="gateway to run: the FastAPI one, the Flask one under gunicorn, "
+        "or both in turn (default: %(default)s)",
     )
     parser.add_argument(
         "--requests",
         type=_positive_int,
         default=300,
-        help="number of requests to send (default: %(default)s)",
+        help="number of requests to send to the FastAPI gateway (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--flask-requests",
+        type=_positive_int,
+        default=120,
+        help="number of requests to send to the Flask gateway (default: %(default)s)",
     )
     parser.add_argument(
         "--concurrency",

@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 LISTENING_PREFIX = "LISTENING "
+POLL_SECONDS = 0.05
 
 
 class DemoError(Exception):
@@ -63,13 +65,80 @@ class ServerGroup:
         for server in reversed(self._servers):
             self._stop(server)
 
-    def start(self, name: str, module: str, args: Sequence[str], log_path: Path) -> str:
+    def start(
+        self,
+        name: str,
+        module: str,
+        args: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Start ``python -m module args`` and return the URL it listens on.
+
+        Args:
+            name: Server name, for messages and ``stop``.
+            module: Module run with ``python -m``.
+            args: Command-line arguments of the module.
+            log_path: File that receives the server's stderr.
+            env: Variables added to the server's environment.
 
         Raises:
             DemoError: The server exited or stayed silent for
                 ``startup_timeout`` seconds. It is stopped on exit either way.
         """
+        server = self._spawn(name, module, args, log_path, env)
+        return self._wait_for_url(server)
+
+    def start_polled(
+        self,
+        name: str,
+        module: str,
+        args: Sequence[str],
+        log_path: Path,
+        *,
+        is_ready: Callable[[], bool],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``python -m module args`` and call ``is_ready`` until it is.
+
+        For servers that print no LISTENING line, such as gunicorn. The other
+        arguments are those of ``start``.
+
+        Raises:
+            DemoError: The server exited, or ``is_ready`` stayed false for
+                ``startup_timeout`` seconds. It is stopped on exit either way.
+        """
+        server = self._spawn(name, module, args, log_path, env)
+        deadline = time.monotonic() + self.startup_timeout
+        while not is_ready():
+            code = server.process.poll()
+            if code is not None:
+                raise DemoError(
+                    f"{server.name} exited with code {code} before it was ready. "
+                    f"See {server.log_path}"
+                )
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"{server.name} was not ready within {self.startup_timeout:g} s. "
+                    f"See {server.log_path}"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def stop(self, name: str) -> None:
+        """Stop the named server. Stopping a stopped server does nothing."""
+        for server in self._servers:
+            if server.name == name:
+                self._stop(server)
+
+    def _spawn(
+        self,
+        name: str,
+        module: str,
+        args: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None,
+    ) -> ServerProcess:
         with log_path.open("w", encoding="utf-8") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
@@ -78,7 +147,7 @@ class ServerGroup:
                 stderr=log,
                 text=True,
                 cwd=self.cwd,
-                env=self._child_environment(),
+                env={**self._child_environment(), **(env or {})},
             )
         lines: queue.Queue[str | None] = queue.Queue()
         reader = threading.Thread(
@@ -87,13 +156,7 @@ class ServerGroup:
         server = ServerProcess(name, process, log_path, lines, reader)
         self._servers.append(server)
         reader.start()
-        return self._wait_for_url(server)
-
-    def stop(self, name: str) -> None:
-        """Stop the named server. Stopping a stopped server does nothing."""
-        for server in self._servers:
-            if server.name == name:
-                self._stop(server)
+        return server
 
     def _child_environment(self) -> dict[str, str]:
         paths = [str(self.cwd), os.environ.get("PYTHONPATH", "")]
@@ -144,3 +207,16 @@ def _drain(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> No
     for line in process.stdout:
         lines.put(line)
     lines.put(None)
+
+
+def free_port(host: str) -> int:
+    """Return a TCP port on ``host`` that was free a moment ago.
+
+    For servers that cannot report the port they bound, such as gunicorn.
+    Another process may take the port before the server binds it, so the
+    caller retries with a new port when the server fails to bind.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 Record = dict[str, Any]
 
 STAGES = ("retrieve_context", "build_prompt", "call_llm", "postprocess")
@@ -114,6 +116,28 @@ def llm_metric_lines(exposition: str) -> list[str]:
         if name.startswith("llm_") and not name.endswith("_created"):
             lines.append(line)
     return lines
+
+
+def metric_total(exposition: str, sample_name: str) -> float:
+    """Return the sum of all samples named ``sample_name`` in an exposition."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == sample_name
+    )
+
+
+def worker_summary(events_per_worker: dict[int, int], requests_total: float) -> str:
+    """Describe how the call events split over worker processes."""
+    counts = ", ".join(
+        f"pid {pid}: {count}" for pid, count in sorted(events_per_worker.items())
+    )
+    return (
+        f"Call events per gunicorn worker: {counts}.\n"
+        f"llm_requests_total in one /metrics scrape, summed over its series: "
+        f"{requests_total:g}."
+    )
 
 
 def pick_request_trace(spans: Sequence[Record]) -> list[Record] | None:

@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace import TracerProvider
 import llmobs_core as llmobs
 from examples.fastapi_gateway._tracing import json_lines_tracer_provider
 from examples.fastapi_gateway.app import create_app
-from llmobs_core.config import HASH_KEY_ENV
 from llmobs_core.emitters import EVENTS_LOGGER
+from llmobs_core.privacy.policy import HASH_KEY_ENV
 
 logger = logging.getLogger("examples.fastapi_gateway")
 

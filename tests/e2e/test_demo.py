@@ -22,6 +22,8 @@ def run_demo(output_dir: Path) -> subprocess.CompletedProcess[str]:
         "examples.demo",
         "--requests",
         "60",
+        "--flask-requests",
+        "60",
         "--output-dir",
         str(output_dir),
     ]
@@ -50,8 +52,14 @@ def test_demo_prints_all_sections(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     for header in SECTION_HEADERS:
-        assert f"== {header} ==" in result.stdout
+        # Once for the FastAPI gateway, once for the Flask one.
+        assert result.stdout.count(f"== {header} ==") == 2
     assert "chat.assistant" in result.stdout
     assert "nutrition.coach" in result.stdout
+    assert "Call events per gunicorn worker" in result.stdout
     assert (tmp_path / "events.jsonl").stat().st_size > 0
     assert (tmp_path / "spans.jsonl").stat().st_size > 0
+    flask_events = sorted((tmp_path / "flask").glob("events-*.jsonl"))
+    assert len(flask_events) == 2
+    for path in flask_events:
+        assert path.stat().st_size > 0
