@@ -15,6 +15,13 @@ from llmobs_core.emitters import (
     PrometheusEmitter,
     install_json_handler,
 )
+from llmobs_core.generators import isolate_generator
+from llmobs_core.propagation import (
+    httpx_event_hooks,
+    inject_headers,
+    instrument_requests,
+    outgoing_headers,
+)
 from llmobs_core.schema import SCHEMA_VERSION, CallStatus, LLMCallLog
 from llmobs_core.server import HeaderNames
 from llmobs_core.stages import (
@@ -49,8 +56,13 @@ __all__ = [
     "current_call",
     "current_context",
     "feature",
+    "httpx_event_hooks",
+    "inject_headers",
     "install_json_handler",
+    "instrument_requests",
+    "isolate_generator",
     "observe_llm_call",
+    "outgoing_headers",
     "postprocess",
     "retrieve_context",
 ]

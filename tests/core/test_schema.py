@@ -119,8 +119,13 @@ def test_public_api_pinned() -> None:
         "current_call",
         "current_context",
         "feature",
+        "httpx_event_hooks",
+        "inject_headers",
         "install_json_handler",
+        "instrument_requests",
+        "isolate_generator",
         "observe_llm_call",
+        "outgoing_headers",
         "postprocess",
         "retrieve_context",
     ]
