@@ -43,6 +43,7 @@ DEFAULT_LABEL_LIMITS: Mapping[str, int] = {
     "feature_name": 100,
     "model": 50,
     "tenant_tier": 20,
+    "region": 30,
     "stage": 20,
 }
 """Distinct values kept per label and process; later ones become ``other``."""
@@ -56,15 +57,35 @@ class LLMMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
             "llm_requests",
-            "LLM calls, by feature, model and outcome.",
-            ("feature_name", "model", "status"),
+            "LLM calls, by feature, model, region and outcome.",
+            ("feature_name", "model", "region", "status"),
             registry=registry,
         )
         self.latency = Histogram(
             "llm_latency_ms",
             "Duration of LLM calls in milliseconds, to the last streamed chunk.",
-            ("feature_name", "model"),
+            ("feature_name", "model", "region"),
             buckets=LATENCY_BUCKETS_MS,
+            registry=registry,
+        )
+        self.time_to_first_token = Histogram(
+            "llm_time_to_first_token_ms",
+            "Milliseconds from the start of a streamed LLM call to its first "
+            "output chunk.",
+            ("feature_name", "model", "region"),
+            buckets=LATENCY_BUCKETS_MS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "llm_retries",
+            "Retries made inside LLM calls.",
+            ("feature_name", "model"),
+            registry=registry,
+        )
+        self.cache_hits = Counter(
+            "llm_cache_hits",
+            "LLM calls answered from the application's own cache.",
+            ("feature_name", "model"),
             registry=registry,
         )
         self.input_tokens = Counter(
@@ -192,7 +213,7 @@ class PrometheusEmitter:
     Args:
         registry: The registry, by default ``prometheus_client.REGISTRY``.
         label_limits: Distinct values kept per label (``feature_name``,
-            ``model``, ``tenant_tier``, ``stage``); by default
+            ``model``, ``tenant_tier``, ``region``, ``stage``); by default
             ``DEFAULT_LABEL_LIMITS``.
 
     Raises:
@@ -235,8 +256,17 @@ class PrometheusEmitter:
         # A call that fell back started under its first model.
         started_as = self._label("model", event.fallback_from or event.model)
         metrics.in_flight.labels(feature, started_as).dec()
-        metrics.requests.labels(feature, model, event.status.value).inc()
-        metrics.latency.labels(feature, model).observe(event.latency_ms)
+        region = self._label("region", event.region)
+        metrics.requests.labels(feature, model, region, event.status.value).inc()
+        metrics.latency.labels(feature, model, region).observe(event.latency_ms)
+        if event.time_to_first_token_ms is not None:
+            metrics.time_to_first_token.labels(feature, model, region).observe(
+                event.time_to_first_token_ms
+            )
+        if event.retries:
+            metrics.retries.labels(feature, model).inc(event.retries)
+        if event.cache_hit:
+            metrics.cache_hits.labels(feature, model).inc()
         if event.input_tokens:
             metrics.input_tokens.labels(feature, model).inc(event.input_tokens)
         if event.output_tokens:

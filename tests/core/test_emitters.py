@@ -185,3 +185,24 @@ def test_in_flight_gauge_after_failure(observed: Observed) -> None:
 
     labels = {"feature_name": "unknown", "model": "gpt-4o-mini"}
     assert observed.sample("llm_calls_in_flight", **labels) == 0
+
+
+def test_region_ttft_retry_cache_metrics(observed: Observed) -> None:
+    chunk = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": "Hi"}}],
+    }
+    with feature("chat"), llmobs_core.bind_context(region="eu-west-1"):
+        with call_llm(model="gpt-4o-mini") as call:
+            call.add_retry("rate_limited")
+            call.record_chunk(chunk)
+        with call_llm(model="gpt-4o-mini") as call:
+            call.mark_cache_hit()
+
+    labels = {"feature_name": "chat", "model": "gpt-4o-mini"}
+    regional = {**labels, "region": "eu-west-1"}
+    assert observed.sample("llm_requests_total", status="ok", **regional) == 2
+    assert observed.sample("llm_latency_ms_count", **regional) == 2
+    assert observed.sample("llm_time_to_first_token_ms_count", **regional) == 1
+    assert observed.sample("llm_retries_total", **labels) == 1
+    assert observed.sample("llm_cache_hits_total", **labels) == 1

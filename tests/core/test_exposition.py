@@ -125,7 +125,8 @@ def test_multiprocess_sums_workers(tmp_path: Path) -> None:
     lines = scrape.stdout.splitlines()
     requests = [line for line in lines if line.startswith("llm_requests_total{")]
     assert requests == [
-        'llm_requests_total{feature_name="unknown",model="gpt-4o-mini",status="ok"} 7.0'
+        'llm_requests_total{feature_name="unknown",model="gpt-4o-mini",'
+        'region="unknown",status="ok"} 7.0'
     ]
     in_flight = [line for line in lines if line.startswith("llm_calls_in_flight{")]
     assert in_flight == [

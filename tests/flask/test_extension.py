@@ -404,7 +404,7 @@ def test_metrics_view_serves_registry(
     assert response.content_type.startswith("text/plain")
     expected = (
         'llm_requests_total{feature_name="chat.assistant",model="gpt-4o-mini",'
-        'status="ok"} 1.0'
+        'region="unknown",status="ok"} 1.0'
     )
     assert expected in response.text.splitlines()
     assert "x-request-id" not in response.headers
