@@ -36,6 +36,7 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 
 LLM_FEATURE_NAME: Final = "llm.feature_name"
 LLM_MODEL: Final = "llm.model"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from os import PathLike
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from prometheus_client import CollectorRegistry, values
 
 from llmobs_core.emitters import (
@@ -19,6 +19,7 @@ from llmobs_core.emitters import (
     EmitterFanout,
     JsonLogEmitter,
     LLMMetrics,
+    OTelMetricsEmitter,
     OTelSpanEmitter,
     PrometheusEmitter,
 )
@@ -60,6 +61,7 @@ def configure(
     emitters: Sequence[Emitter] | None = None,
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
     hash_key: str | bytes | None = None,
     prices: Mapping[str, Any] | str | PathLike[str] | None = None,
     privacy: PrivacyPolicy | None = None,
@@ -78,6 +80,9 @@ def configure(
             unless one of the emitters is a ``PrometheusEmitter``.
         tracer_provider: Tracer provider for llmobs spans; by default the
             global one, looked up when each span starts.
+        meter_provider: Meter provider for the OpenTelemetry GenAI metrics.
+            With the default emitters, these metrics are recorded when a
+            provider is passed here or a global one was set before this call.
         hash_key: Secret key for hashing prompts and user ids, at least 16
             bytes; a shortcut for ``PrivacyPolicy(hash_key=...)``, and it wins
             over the policy's. See ``PrivacyPolicy`` for the default.
@@ -107,6 +112,8 @@ def configure(
     if emitters is None:
         prometheus = PrometheusEmitter(registry)
         chosen: Sequence[Emitter] = (JsonLogEmitter(), prometheus, OTelSpanEmitter())
+        if meter_provider is not None or _global_meter_provider_set():
+            chosen = (*chosen, OTelMetricsEmitter(meter_provider))
     else:
         chosen = _check_emitters(emitters)
         prometheus = next(
@@ -207,6 +214,15 @@ def _check_emitters(emitters: Sequence[Emitter]) -> Sequence[Emitter]:
                 f"a name, got {emitter!r}; see llmobs_core.emitters.Emitter"
             )
     return tuple(emitters)
+
+
+def _global_meter_provider_set() -> bool:
+    # Until set_meter_provider() is called, the global provider is a proxy
+    # (or a no-op one when OTEL_SDK_DISABLED is set).
+    provider = metrics.get_meter_provider()
+    return not isinstance(provider, metrics.NoOpMeterProvider) and (
+        type(provider).__name__ != "_ProxyMeterProvider"
+    )
 
 
 def _check_import_order() -> None:

@@ -13,6 +13,7 @@ from llmobs_core.emitters.jsonlog import (
     install_json_handler,
 )
 from llmobs_core.emitters.otel import OTelSpanEmitter
+from llmobs_core.emitters.otel_metrics import OTelMetricsEmitter
 from llmobs_core.emitters.prometheus import LLMMetrics, PrometheusEmitter, metrics_for
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "EmitterFanout",
     "JsonLogEmitter",
     "LLMMetrics",
+    "OTelMetricsEmitter",
     "OTelSpanEmitter",
     "PrometheusEmitter",
     "StageEvent",

@@ -258,7 +258,11 @@ class PrometheusEmitter:
         metrics.in_flight.labels(feature, started_as).dec()
         region = self._label("region", event.region)
         metrics.requests.labels(feature, model, region, event.status.value).inc()
-        metrics.latency.labels(feature, model, region).observe(event.latency_ms)
+        # The trace id as exemplar links a latency bucket to an example trace
+        # when the scraper asks for OpenMetrics (no-op in multiprocess mode).
+        metrics.latency.labels(feature, model, region).observe(
+            event.latency_ms, exemplar={"trace_id": event.trace_id}
+        )
         if event.time_to_first_token_ms is not None:
             metrics.time_to_first_token.labels(feature, model, region).observe(
                 event.time_to_first_token_ms
