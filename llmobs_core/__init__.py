@@ -15,6 +15,7 @@ from llmobs_core.emitters import (
     PrometheusEmitter,
     install_json_handler,
 )
+from llmobs_core.emitters import flush_all as flush
 from llmobs_core.generators import isolate_generator
 from llmobs_core.propagation import (
     httpx_event_hooks,
@@ -56,6 +57,7 @@ __all__ = [
     "current_call",
     "current_context",
     "feature",
+    "flush",
     "httpx_event_hooks",
     "inject_headers",
     "install_json_handler",

@@ -111,7 +111,12 @@ def configure(
     _check_arguments(registry, tracer_provider, hash_key)
     if emitters is None:
         prometheus = PrometheusEmitter(registry)
-        chosen: Sequence[Emitter] = (JsonLogEmitter(), prometheus, OTelSpanEmitter())
+        on_drop = prometheus.metrics.events_dropped.labels(JsonLogEmitter.name).inc
+        chosen: Sequence[Emitter] = (
+            JsonLogEmitter(on_drop=on_drop),
+            prometheus,
+            OTelSpanEmitter(),
+        )
         if meter_provider is not None or _global_meter_provider_set():
             chosen = (*chosen, OTelMetricsEmitter(meter_provider))
     else:

@@ -30,10 +30,16 @@ class EventCapture(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
-        self.lines: list[str] = []
+        self._lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self._lines.append(record.getMessage())
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines logged so far, after the background writer caught up."""
+        assert llmobs_core.flush(timeout=10), "event writer did not catch up"
+        return self._lines
 
     @property
     def events(self) -> list[dict[str, Any]]:

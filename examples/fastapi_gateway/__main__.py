@@ -9,7 +9,16 @@ Once the server accepts connections, the command prints exactly one line,
 ``LISTENING http://<host>:<port>``, on stdout, with the port actually bound, so
 ``--port 0`` picks a free one. Call events go to ``--events-file`` (by default
 stdout, after that line), spans to ``--spans-file`` and logs to stderr.
-SIGINT or SIGTERM stops it, after the buffered spans are written.
+
+When ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+is set, spans are also exported over OTLP/HTTP, configured by the standard
+``OTEL_EXPORTER_OTLP_*``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``
+and ``OTEL_BSP_*`` variables. The endpoint must be on a loopback address::
+
+    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
+        python -m examples.fastapi_gateway --provider-url http://127.0.0.1:8001/v1
+
+SIGINT or SIGTERM stops it, after the buffered spans are exported.
 """
 
 from __future__ import annotations
@@ -30,7 +39,10 @@ import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 import llmobs_core as llmobs
-from examples.fastapi_gateway._tracing import json_lines_tracer_provider
+from examples.fastapi_gateway._tracing import (
+    gateway_tracer_provider,
+    otlp_traces_endpoint,
+)
 from examples.fastapi_gateway.app import create_app
 from llmobs_core.emitters import EVENTS_LOGGER
 from llmobs_core.privacy.policy import HASH_KEY_ENV
@@ -69,6 +81,7 @@ class _GatewayServer(uvicorn.Server):
         ``run()`` ends, and SIGTERM then ends the process at once.
         """
         await super().shutdown(sockets=sockets)
+        llmobs.flush()
         if self.tracer_provider is not None:
             self.tracer_provider.force_flush()
         logger.info("gateway on %s stopped", self.url)
@@ -84,19 +97,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        otlp_endpoint = otlp_traces_endpoint()
+    except ValueError as error:
+        parser.exit(2, f"error: {error}\n")
+    try:
         sock = _bind_socket(args.host, args.port)
     except OSError as error:
         parser.exit(
             1, f"error: failed to listen on {args.host} port {args.port}: {error}\n"
         )
     with sock, _open_events(args.events_file) as events:
-        _run(args, sock, events)
+        _run(args, sock, events, otlp_endpoint)
 
 
-def _run(args: argparse.Namespace, sock: socket.socket, events: TextIO) -> None:
-    tracer_provider = None
-    if args.spans_file is not None:
-        tracer_provider = json_lines_tracer_provider(args.spans_file)
+def _run(
+    args: argparse.Namespace,
+    sock: socket.socket,
+    events: TextIO,
+    otlp_endpoint: str | None,
+) -> None:
+    tracer_provider = gateway_tracer_provider(
+        args.spans_file, otlp=otlp_endpoint is not None
+    )
+    if otlp_endpoint is not None:
+        logger.info("exporting spans over OTLP/HTTP to %s", otlp_endpoint)
     handler = llmobs.install_json_handler(events)
     try:
         llmobs.configure(tracer_provider=tracer_provider, hash_key=_hash_key())
@@ -134,6 +158,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m examples.fastapi_gateway",
         description="Serve the llmobs example gateway on a loopback address.",
+        epilog="Set OTEL_EXPORTER_OTLP_ENDPOINT (for example "
+        "http://127.0.0.1:4318) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to also "
+        "export spans over OTLP/HTTP. The other OTEL_EXPORTER_OTLP_* variables, "
+        "OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply as usual.",
     )
     parser.add_argument(
         "--provider-url",
@@ -164,7 +192,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--spans-file",
         type=Path,
         help="file to append finished spans to, one JSON object per line "
-        "(default: no spans are recorded)",
+        "(default: no file)",
     )
     parser.add_argument(
         "--provider-timeout",

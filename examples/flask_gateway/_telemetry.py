@@ -1,4 +1,4 @@
-"""Per-process llmobs set-up of the Flask gateway: event and span files.
+"""Per-process llmobs set-up of the Flask gateway: event and span files, OTLP.
 
 Under gunicorn, ``gunicorn.conf.py`` calls ``start_worker_telemetry`` in each
 worker right after the fork and ``WorkerTelemetry.close`` when the worker
@@ -16,7 +16,10 @@ from typing import TextIO
 from opentelemetry.sdk.trace import TracerProvider
 
 import llmobs_core as llmobs
-from examples.fastapi_gateway._tracing import json_lines_tracer_provider
+from examples.fastapi_gateway._tracing import (
+    gateway_tracer_provider,
+    otlp_traces_endpoint,
+)
 from llmobs_core.emitters import EVENTS_LOGGER
 from llmobs_core.privacy.policy import HASH_KEY_ENV
 
@@ -39,8 +42,9 @@ class WorkerTelemetry:
     tracer_provider: TracerProvider | None
 
     def close(self) -> None:
-        """Export the buffered spans, then close the event and span files."""
+        """Write the queued events and buffered spans, then close the files."""
         try:
+            llmobs.flush()
             if self.tracer_provider is not None:
                 self.tracer_provider.shutdown()
         finally:
@@ -61,20 +65,27 @@ def start_worker_telemetry(directory: Path | None) -> WorkerTelemetry:
 
     With a directory, call events are appended to ``events-<pid>.jsonl`` and
     finished spans to ``spans-<pid>.jsonl`` in it, so two workers never write
-    to one file. Without one, events go to stdout and spans go to the global
-    tracer provider.
+    to one file. Without one, events go to stdout. When
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+    is set, spans are also exported over OTLP/HTTP, configured by the standard
+    ``OTEL_*`` variables. With neither a directory nor an OTLP endpoint,
+    spans go to the global tracer provider.
 
     Raises:
+        ValueError: If an OTLP variable is invalid or names an endpoint that
+            is not on a loopback address (see ``otlp_traces_endpoint``).
         RuntimeError: If ``PROMETHEUS_MULTIPROC_DIR`` was set after
             ``prometheus_client`` was imported (from ``llmobs.configure``).
     """
     pid = os.getpid()
+    otlp = otlp_traces_endpoint() is not None
     events_file = None
-    tracer_provider = None
+    spans_file = None
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
         events_file = (directory / f"events-{pid}.jsonl").open("a", encoding="utf-8")
-        tracer_provider = json_lines_tracer_provider(directory / f"spans-{pid}.jsonl")
+        spans_file = directory / f"spans-{pid}.jsonl"
+    tracer_provider = gateway_tracer_provider(spans_file, otlp=otlp)
     handler = llmobs.install_json_handler(events_file)
     telemetry = WorkerTelemetry(handler, events_file, tracer_provider)
     try:

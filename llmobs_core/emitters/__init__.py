@@ -7,6 +7,7 @@ from llmobs_core.emitters._base import (
     EmitterFanout,
     StageEvent,
 )
+from llmobs_core.emitters._writer import flush_all
 from llmobs_core.emitters.jsonlog import (
     EVENTS_LOGGER,
     JsonLogEmitter,
@@ -28,6 +29,7 @@ __all__ = [
     "OTelSpanEmitter",
     "PrometheusEmitter",
     "StageEvent",
+    "flush_all",
     "install_json_handler",
     "metrics_for",
 ]

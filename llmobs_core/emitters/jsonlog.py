@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry.trace import Span
 
 from llmobs_core.emitters._base import StageEvent
+from llmobs_core.emitters._writer import BackgroundWriter
 from llmobs_core.schema import LLMCallLog
 
 EVENTS_LOGGER = "llmobs.events"
 
 _HANDLER_MARK = "_llmobs_json_handler"
+
+
+DEFAULT_QUEUE_SIZE = 10_000
 
 
 class JsonLogEmitter:
@@ -22,17 +27,52 @@ class JsonLogEmitter:
     The message is the event serialized by pydantic, one line, no other text;
     where it goes is up to the application's logging configuration, or to
     ``install_json_handler``. Stage events are not logged.
+
+    By default the serialization and the logging call run on a background
+    thread, fed by a bounded queue, so a slow log sink never delays a
+    request. When the queue is full, events are dropped and counted through
+    ``on_drop`` (``llmobs_events_dropped_total``), never waited for.
+    ``llmobs_core.flush()`` waits for the queue; it also runs at exit.
+
+    Args:
+        logger: The logger; by default ``llmobs.events``.
+        background: False to log on the caller's thread.
+        queue_size: Events held while the writer catches up.
+        on_drop: Called for each dropped event.
     """
 
     name = "jsonlog"
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        background: bool = True,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
         self._logger = logger or logging.getLogger(EVENTS_LOGGER)
+        self._writer: BackgroundWriter[LLMCallLog] | None = None
+        if background:
+            self._writer = BackgroundWriter(
+                self.name, self._log, max_items=queue_size, on_drop=on_drop
+            )
 
     def emit_call(self, event: LLMCallLog, span: Span) -> None:
         """Log the event, if the logger is enabled for INFO."""
-        if self._logger.isEnabledFor(logging.INFO):
-            self._logger.info("%s", event.model_dump_json())
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        if self._writer is None:
+            self._log(event)
+        else:
+            self._writer.submit(event)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until queued events are logged; True if done in time."""
+        return self._writer is None or self._writer.flush(timeout)
+
+    def _log(self, event: LLMCallLog) -> None:
+        self._logger.info("%s", event.model_dump_json())
 
     def emit_stage(self, event: StageEvent) -> None:
         """Ignore stage events: they appear in metrics and spans only."""

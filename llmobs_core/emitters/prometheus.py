@@ -141,6 +141,12 @@ class LLMMetrics:
             ("label",),
             registry=registry,
         )
+        self.events_dropped = Counter(
+            "llmobs_events_dropped",
+            "Events dropped because an emitter's queue was full.",
+            ("emitter",),
+            registry=registry,
+        )
         self.emitter_errors = Counter(
             "llmobs_emitter_errors",
             "Exceptions raised by llmobs emitters and caught.",

@@ -142,6 +142,7 @@ def test_install_json_handler_writes_bare_lines(observed: Observed) -> None:
     try:
         with call_llm(model="gpt-4o-mini"):
             pass
+        assert llmobs_core.flush()
     finally:
         logger.removeHandler(handler)
         logger.propagate = True

@@ -119,6 +119,7 @@ def test_public_api_pinned() -> None:
         "current_call",
         "current_context",
         "feature",
+        "flush",
         "httpx_event_hooks",
         "inject_headers",
         "install_json_handler",
