@@ -7,17 +7,20 @@ every worker's samples to files there::
     export PROMETHEUS_MULTIPROC_DIR="$(mktemp -d)"
     export GATEWAY_PROVIDER_URL=http://127.0.0.1:8001/v1
     export GATEWAY_TELEMETRY_DIR=telemetry   # optional: event and span files
+    export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318  # optional: OTLP
     python -m gunicorn -c examples/flask_gateway/gunicorn.conf.py
 
 Command-line options, such as ``--bind 127.0.0.1:9000`` or ``--workers 4``,
 win over the values here. The hooks below run in these processes:
 
 - ``on_starting`` (master, once): empty the metrics directory, so no counts
-  from an earlier run are added, and fail fast if the set-up is wrong.
+  from an earlier run are added, and fail fast if the set-up is wrong,
+  including an OTLP endpoint that is not on a loopback address.
 - ``post_fork`` (each worker, before it loads the app): configure llmobs,
-  with event and span files named after the worker's pid.
+  with event and span files named after the worker's pid and, when an OTLP
+  endpoint variable is set, an OTLP/HTTP span exporter.
 - ``worker_exit`` (each worker, on a graceful exit): export the spans still
-  buffered and close the files.
+  buffered, to the files and over OTLP, and close the files.
 - ``child_exit`` (master, for each worker that ended, killed ones included):
   drop the worker's ``livesum`` gauge file, so ``llm_calls_in_flight`` stops
   counting calls of a process that no longer exists.
@@ -28,6 +31,7 @@ from __future__ import annotations
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
+from examples.fastapi_gateway._tracing import otlp_traces_endpoint
 from examples.flask_gateway._telemetry import (
     WorkerTelemetry,
     start_worker_telemetry,
@@ -58,6 +62,7 @@ def on_starting(server: Arbiter) -> None:
     """Empty the multiprocess metrics directory and check the set-up."""
     prepare_multiprocess_dir()
     check_multiprocess_setup()
+    otlp_traces_endpoint()
 
 
 def post_fork(server: Arbiter, worker: Worker) -> None:
@@ -67,7 +72,7 @@ def post_fork(server: Arbiter, worker: Worker) -> None:
 
 
 def worker_exit(server: Arbiter, worker: Worker) -> None:
-    """Flush and close the worker's event and span files."""
+    """Export the worker's buffered spans and close its event and span files."""
     if _telemetry is not None:
         _telemetry.close()
 
