@@ -94,6 +94,9 @@ def span_times(span: ReadableSpan) -> tuple[int, int]:
 
 @pytest.fixture
 def observed() -> Iterator[Observed]:
+    # Events queued by earlier tests are written later: finish them before
+    # capturing, so they are not counted here.
+    assert llmobs_core.flush(timeout=10)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -109,6 +112,7 @@ def observed() -> Iterator[Observed]:
     try:
         yield Observed(provider, exporter, registry, capture, config)
     finally:
+        llmobs_core.flush(timeout=10)
         logger.removeHandler(capture)
         logger.setLevel(previous_level)
         provider.shutdown()

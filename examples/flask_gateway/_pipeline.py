@@ -149,6 +149,11 @@ class Gateway:
         self.features = features
         self.lookups = lookups
 
+    def close(self) -> None:
+        """Close the provider client and stop the lookup threads."""
+        self.client.close()
+        self.lookups.shutdown(wait=True)
+
     def respond(
         self, feature_name: str, body: ChatRequest, behavior: str | None
     ) -> Response:

@@ -62,6 +62,8 @@ NUTRITION_FOOTER = "General advice only. Ask a dietitian about medical condition
 # Searches one worker runs at once against the knowledge base.
 MAX_CONCURRENT_LOOKUPS = 4
 
+GATEWAY_EXTENSION = "llmobs_example_gateway"
+
 extension = LLMObs(
     features={"/api/chat/*": CHAT_ASSISTANT},
     excluded_paths=["/metrics", "/healthz"],
@@ -106,7 +108,16 @@ def create_app(
     app.add_url_rule("/metrics", view_func=metrics_view(registry))
     app.add_url_rule("/healthz", view_func=_healthz)
     _add_error_handlers(app)
+    # close_app() finds the provider client and thread pool here.
+    app.extensions[GATEWAY_EXTENSION] = gateway
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close the provider client and the lookup threads of a gateway app."""
+    gateway = app.extensions.pop(GATEWAY_EXTENSION, None)
+    if gateway is not None:
+        gateway.close()
 
 
 def _build_features() -> dict[str, Feature]:

@@ -58,13 +58,16 @@ class PrivacyPolicy:
     Args:
         capture: ``NONE`` or ``SNIPPET`` for ordinary traffic. None (the
             default) follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``:
-            a value that asks for content gives ``SNIPPET``, anything else
-            ``NONE``. ``FULL`` is not allowed here; see ``debug_tenants``.
+            a value that asks for content gives ``SNIPPET`` for every trace
+            unless ``sample_rate`` is set, anything else ``NONE``. ``FULL``
+            is not allowed here; see ``debug_tenants``.
         snippet_chars: Characters of input and output kept in a snippet,
             counted after redaction.
         sample_rate: Fraction of traces, from 0 to 1, whose calls carry
-            snippets when ``capture`` is ``SNIPPET``. Sampling is decided by
-            the trace id, so all calls of a request are captured together.
+            snippets when ``capture`` is ``SNIPPET``; None means 0, or 1 when
+            the capture mode came from the environment variable. Sampling is
+            decided by the trace id, so all calls of a request are captured
+            together.
         debug_tenants: Tenants whose calls carry full content.
         debug_user_hashes: Hashed user ids (as in ``user_id_hash``) whose
             calls carry full content.
@@ -87,7 +90,7 @@ class PrivacyPolicy:
 
     capture: CaptureMode | None = None
     snippet_chars: int = 150
-    sample_rate: float = 0.0
+    sample_rate: float | None = None
     debug_tenants: frozenset[str] = field(default_factory=frozenset)
     debug_user_hashes: frozenset[str] = field(default_factory=frozenset)
     allow_signed_debug: bool = True
@@ -99,7 +102,11 @@ class PrivacyPolicy:
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
+        from_environment = self.capture is None
         set_field(self, "capture", _resolve_capture(self.capture))
+        if self.sample_rate is None:
+            on_by_variable = from_environment and self.capture is CaptureMode.SNIPPET
+            set_field(self, "sample_rate", 1.0 if on_by_variable else 0.0)
         set_field(self, "environment", _resolve_environment(self.environment))
         set_field(self, "debug_tenants", frozenset(_strings(self.debug_tenants)))
         set_field(
@@ -114,12 +121,9 @@ class PrivacyPolicy:
             raise ValueError(
                 f"snippet_chars={self.snippet_chars!r} must be a positive int"
             )
-        if not (
-            isinstance(self.sample_rate, int | float) and 0 <= self.sample_rate <= 1
-        ) or math.isnan(self.sample_rate):
-            raise ValueError(
-                f"sample_rate={self.sample_rate!r} must be a number from 0 to 1"
-            )
+        rate = self.sample_rate
+        if not isinstance(rate, int | float) or math.isnan(rate) or not 0 <= rate <= 1:
+            raise ValueError(f"sample_rate={rate!r} must be a number from 0 to 1")
         if self.debug_token_max_age < 1:
             raise ValueError(
                 f"debug_token_max_age={self.debug_token_max_age!r} must be at "
@@ -172,9 +176,10 @@ class PrivacyPolicy:
         Uses the low 56 bits of the trace id, as OpenTelemetry's
         ``TraceIdRatioBased`` sampler does, so services agree on a trace.
         """
-        if self.capture is not CaptureMode.SNIPPET or self.sample_rate <= 0:
+        rate = self.sample_rate or 0.0
+        if self.capture is not CaptureMode.SNIPPET or rate <= 0:
             return False
-        return (trace_id & _LOW_56_BITS) < self.sample_rate * (1 << 56)
+        return (trace_id & _LOW_56_BITS) < rate * (1 << 56)
 
 
 _LOW_56_BITS = (1 << 56) - 1

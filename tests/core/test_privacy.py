@@ -237,6 +237,9 @@ def test_otel_capture_variable_honoured(
 
     assert PrivacyPolicy().capture is mode
     assert PrivacyPolicy(capture="none").capture is CaptureMode.NONE
+    expected_rate = 1.0 if mode is CaptureMode.SNIPPET else 0.0
+    assert PrivacyPolicy().sample_rate == expected_rate
+    assert PrivacyPolicy(sample_rate=0.1).sample_rate == 0.1
 
 
 def test_debug_token_accepted_once() -> None:

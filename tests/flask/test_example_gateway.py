@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from examples.fake_provider.app import FakeProviderConfig
 from examples.fake_provider.app import create_app as create_fake_provider
+from examples.flask_gateway.app import close_app
 from examples.flask_gateway.app import create_app as create_gateway
 from tests._servers import run_uvicorn_in_thread
 from tests.conftest import Observed
@@ -28,11 +29,12 @@ def provider_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def client(observed: Observed, provider_url: str) -> FlaskClient:
+def client(observed: Observed, provider_url: str) -> Iterator[FlaskClient]:
     app = create_gateway(
         provider_url, registry=observed.registry, provider_timeout=PROVIDER_TIMEOUT
     )
-    return app.test_client()
+    yield app.test_client()
+    close_app(app)
 
 
 def post(
