@@ -1,0 +1,226 @@
+"""Where llmobs spends its time: variants that leave one part out at a time.
+
+Per call: the per-call benchmark's ``call_llm`` with each default emitter
+left out in turn, the JSON emitter on the caller's thread, and no prompt to
+hash. Per request: a plain ASGI app that sends ``200 hello`` itself, alone
+and wrapped in ``LLMObsMiddleware``, in Starlette's OpenTelemetry middleware,
+or in a minimal middleware that only starts and ends one SDK span. The last
+request variant calls ``ServerRequest`` start, finish and close without any
+ASGI code.
+
+Figures are CPU time, medians of interleaved rounds, with the same harness
+as the other benchmarks. Run from the repository root:
+``.venv/bin/python -m benchmarks.breakdown``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+from starlette.types import Receive, Scope, Send
+
+import llmobs_core as llmobs
+from benchmarks._harness import (
+    Case,
+    Samples,
+    format_number,
+    markdown_table,
+    measure,
+    median,
+    paired_overhead,
+)
+from benchmarks._telemetry import Telemetry, set_up_telemetry
+from benchmarks.inprocess import FEATURES, HELLO_PATH, AsgiDriver
+from benchmarks.per_call import FloorVariant, LLMObsVariant, chat_completion
+from llmobs_core.emitters import (
+    Emitter,
+    JsonLogEmitter,
+    OTelSpanEmitter,
+    PrometheusEmitter,
+)
+from llmobs_core.server import ServerRequest, ServerSettings
+
+
+def _emitter_sets(telemetry: Telemetry) -> dict[str, list[Emitter]]:
+    prometheus = PrometheusEmitter(telemetry.registry)
+    background = JsonLogEmitter()
+    inline = JsonLogEmitter(background=False)
+    otel = OTelSpanEmitter()
+    return {
+        "all default emitters": [background, prometheus, otel],
+        "without the JSON log emitter": [prometheus, otel],
+        "JSON log emitter on the caller's thread": [inline, prometheus, otel],
+        "without the Prometheus emitter": [background, otel],
+        "without the OTel span emitter": [background, prometheus],
+        "no emitters": [],
+    }
+
+
+def run_call_breakdown(*, calls: int, rounds: int, warmup: int) -> dict[str, Samples]:
+    """Time ``call_llm`` with parts left out, and the floor, interleaved."""
+    telemetry = set_up_telemetry()
+    completion = chat_completion()
+    with_prompt = LLMObsVariant(telemetry, completion)
+    floor = FloorVariant(telemetry, completion, with_prompt.sample_event())
+    cases: list[Case] = []
+    for name, emitters in _emitter_sets(telemetry).items():
+        cases.append(
+            Case(name, with_prompt.run, prepare=_configure(telemetry, emitters))
+        )
+    defaults = _emitter_sets(telemetry)["all default emitters"]
+    without_prompt = LLMObsVariant(telemetry, completion, prompt=None)
+    cases.append(
+        Case(
+            "all default emitters, no prompt to hash",
+            without_prompt.run,
+            prepare=_configure(telemetry, defaults),
+        )
+    )
+    cases.append(Case("floor", floor.run))
+    return measure(cases, operations=calls, rounds=rounds, warmup=warmup)
+
+
+def _configure(telemetry: Telemetry, emitters: list[Emitter]) -> Callable[[], None]:
+    def prepare() -> None:
+        llmobs.configure(
+            emitters=emitters,
+            registry=telemetry.registry,
+            tracer_provider=telemetry.provider,
+            hash_key="benchmark-hash-key-0123456789abcdef",
+        )
+
+    return prepare
+
+
+async def plain_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Send ``200 hello`` without any framework."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+class SpanOnlyMiddleware:
+    """Start a SERVER span from the request headers and end it; nothing else."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app
+        self.tracer = telemetry.provider.get_tracer("benchmarks.span_only")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request inside one span."""
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+        }
+        parent = propagate.extract(headers, context=otel_context.Context())
+        span = self.tracer.start_span(
+            scope["method"],
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "url.scheme": scope["scheme"],
+            },
+        )
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            span.end()
+
+
+def run_request_breakdown(
+    *, requests: int, rounds: int, warmup: int
+) -> dict[str, Samples]:
+    """Time the per-request parts of llmobs against a plain ASGI app."""
+    from starlette.middleware.opentelemetry import OpenTelemetryMiddleware
+
+    from llmobs_asgi import LLMObsMiddleware
+
+    telemetry = set_up_telemetry()
+    loop = asyncio.new_event_loop()
+    apps: dict[str, Any] = {
+        "plain ASGI app": plain_app,
+        "+ LLMObsMiddleware": LLMObsMiddleware(plain_app, features=FEATURES),
+        "+ Starlette OpenTelemetryMiddleware": OpenTelemetryMiddleware(
+            plain_app, tracer_provider=telemetry.provider
+        ),
+        "+ a middleware that only starts and ends one SDK span": SpanOnlyMiddleware(
+            plain_app, telemetry
+        ),
+    }
+    cases = [
+        Case(name, _asgi_run(AsgiDriver(app, loop), telemetry))
+        for name, app in apps.items()
+    ]
+    settings = ServerSettings(features=FEATURES)
+    headers = {"host": "127.0.0.1:8000", "user-agent": "bench"}
+
+    def lifecycle(count: int) -> None:
+        for _ in range(count):
+            request = ServerRequest.start(
+                settings, method="GET", path=HELLO_PATH, scheme="http", headers=headers
+            )
+            request.finish(status_code=200, route=HELLO_PATH)
+            request.close()
+        telemetry.flush()
+
+    cases.append(Case("ServerRequest start + finish + close, no ASGI", lifecycle))
+    try:
+        return measure(cases, operations=requests, rounds=rounds, warmup=warmup)
+    finally:
+        loop.close()
+
+
+def _asgi_run(driver: AsgiDriver, telemetry: Telemetry) -> Callable[[int], None]:
+    def run(count: int) -> None:
+        driver.serve(count)
+        telemetry.flush()
+
+    return run
+
+
+def _table(samples: dict[str, Samples], baseline: str, unit: str) -> str:
+    rows = []
+    for name, values in samples.items():
+        difference = paired_overhead(values.cpu_us, samples[baseline].cpu_us)
+        rows.append(
+            [
+                name,
+                format_number(median(values.cpu_us)),
+                "" if name == baseline else format_number(difference),
+            ]
+        )
+    return markdown_table(
+        ["variant", f"CPU µs/{unit}", f"difference to {baseline} µs"], rows
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run both breakdowns and print Markdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--operations", type=int, default=4000, help="per variant")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=500, help="untimed operations")
+    args = parser.parse_args(argv)
+    sizes = {"rounds": args.rounds, "warmup": args.warmup}
+    calls = run_call_breakdown(calls=args.operations, **sizes)
+    print(_table(calls, "all default emitters", "call"))
+    print()
+    requests = run_request_breakdown(requests=args.operations, **sizes)
+    print(_table(requests, "plain ASGI app", "request"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
