@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 
 from asgiref.compatibility import guarantee_single_callable
-from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmobs_asgi._interop import HANDOFF_KEY, AppChain, scan_app
+from llmobs_asgi._routes import RouteResolver
 from llmobs_core._headers import decode_header
 from llmobs_core.server import (
     HeaderNames,
@@ -19,8 +19,6 @@ from llmobs_core.server import (
 )
 
 __all__ = ["LLMObsMiddleware"]
-
-logger = logging.getLogger(__name__)
 
 SCOPE_KEY = "llmobs.request"
 """Scope key set while an ``LLMObsMiddleware`` handles the request; a second
@@ -32,18 +30,26 @@ class LLMObsMiddleware:
 
     Reads the request headers (request id, ``traceparent``/``tracestate``,
     tenant, tier, user, session, platform, app version, region; names set by
-    ``headers``) and the matched route from ``scope["route"]`` after routing.
-    Writes the ``X-Request-ID`` response header (replacing any the app set),
-    the scope key ``"llmobs.request"`` (the ``ServerRequest``), and the
-    context variables ``llmobs_request`` and ``llmobs_feature`` for the
-    duration of the request.
+    ``headers``). To name the route, it reads ``scope["root_path"]``,
+    ``scope["route"]`` and FastAPI's effective route in ``scope["fastapi"]``
+    after routing. Writes the ``X-Request-ID`` response header (replacing any
+    the app set), the scope key ``"llmobs.request"`` (the ``ServerRequest``),
+    and the context variables ``llmobs_request`` and ``llmobs_feature`` for
+    the duration of the request.
+
+    At the first request it looks for a known instrumentation in the app (see
+    ``llmobs_asgi._interop``). If it finds one, it replaces that
+    instrumentation's ``app`` (a FastAPI app's ``middleware_stack``) once
+    with a ``HandoffApp``, and for each request sets the scope key
+    ``"llmobs.handoff"`` until the ``HandoffApp`` starts the request.
 
     The request span is a SERVER span, or an INTERNAL child when another
     instrumentation (FastAPI's or Starlette's built-in OpenTelemetry support,
-    or the contrib ASGI middleware) already made a SERVER span current. It ends
-    when the last response body message is sent, so streamed responses are
-    timed in full and background tasks are not. ``lifespan`` and
-    ``websocket`` scopes pass through untouched.
+    or the contrib ASGI middleware) already made a SERVER span current,
+    including one that runs inside this middleware, where the ``HandoffApp``
+    starts the request. The span ends when the last response body message is
+    sent, so streamed responses are timed in full and background tasks are
+    not. ``lifespan`` and ``websocket`` scopes pass through untouched.
 
     Args:
         app: The ASGI app to wrap.
@@ -70,17 +76,46 @@ class LLMObsMiddleware:
             region=region,
         )
         self._request_id_header = self.settings.headers.request_id.encode("latin-1")
+        self.routes = RouteResolver()
+        self._chain: AppChain | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
         if (
             scope["type"] != "http"
             or SCOPE_KEY in scope
+            or HANDOFF_KEY in scope
             or self.settings.is_excluded(scope["path"])
         ):
             await self.app(scope, receive, send)
             return
+        if not self._hands_off():
+            await self.observe(scope, receive, send, self.app)
+            return
 
+        # The HandoffApp under the instrumentation starts the request.
+        scope[HANDOFF_KEY] = self
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            scope.pop(HANDOFF_KEY, None)
+
+    def _hands_off(self) -> bool:
+        """Return whether requests start in a ``HandoffApp`` further in.
+
+        Scans the app at the first request, and again if a handoff found
+        before is no longer reached. Without a handoff, it reads one flag.
+        """
+        chain = self._chain
+        if chain is None or (chain.handoff is not None and not chain.is_current()):
+            chain = self._chain = scan_app(self)
+            self.routes.router = chain.router
+        return chain.handoff is not None
+
+    async def observe(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp
+    ) -> None:
+        """Serve one HTTP request through ``app`` as an llmobs request."""
         request = ServerRequest.start(
             self.settings,
             method=scope["method"],
@@ -93,18 +128,27 @@ class LLMObsMiddleware:
         )
         scope[SCOPE_KEY] = request
         try:
-            await self._serve(request, scope, receive, send)
+            await self._serve(request, app, scope, receive, send)
         finally:
             del scope[SCOPE_KEY]
             request.close()
 
     async def _serve(
-        self, request: ServerRequest, scope: Scope, receive: Receive, send: Send
+        self,
+        request: ServerRequest,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         status_code: int | None = None
         trailers = False
         disconnected = False
         request_id = (request.state.request_id or "").encode("latin-1")
+        base_path: str = scope.get("root_path", "")
+
+        def route() -> str | None:
+            return self.routes.template(scope, base_path)
 
         async def receive_watching() -> Message:
             nonlocal disconnected
@@ -120,29 +164,32 @@ class LLMObsMiddleware:
                 status_code = message["status"]
                 trailers = message.get("trailers", False)
                 message = self._with_request_id(message, request_id)
+            ends = _ends_response(message, trailers)
+            if ends:
+                request.annotate_outer_span()
             try:
                 await send(message)
             except OSError:
                 disconnected = True
                 raise
-            if _ends_response(message, trailers):
-                request.finish(status_code=status_code, route=_route_of(scope))
+            if ends:
+                request.finish(status_code=status_code, route=route())
 
         try:
-            await self.app(scope, receive_watching, send_observed)
+            await app(scope, receive_watching, send_observed)
         # NOTE: the 500 that Starlette's ServerErrorMiddleware sends for this
         # exception is sent from outside this middleware, without X-Request-ID.
         except BaseException as error:
             cancelled = isinstance(error, asyncio.CancelledError)
             request.finish(
                 status_code=status_code,
-                route=_route_of(scope),
+                route=route(),
                 error=None if cancelled else error,
                 client_closed=disconnected or cancelled,
             )
             raise
         request.finish(
-            status_code=status_code, route=_route_of(scope), client_closed=disconnected
+            status_code=status_code, route=route(), client_closed=disconnected
         )
 
     def _with_request_id(self, message: Message, request_id: bytes) -> Message:
@@ -163,24 +210,3 @@ def _ends_response(message: Message, trailers: bool) -> bool:
     if kind == "http.response.trailers":
         return not bool(message.get("more_trailers", False))
     return kind == "http.response.pathsend"
-
-
-def _route_of(scope: Scope) -> str | None:
-    """Return the matched route template, with any mount prefix, or None.
-
-    Never raises: a failure to resolve the route must not change the response.
-    """
-    try:
-        route = scope.get("route")
-        if route is None:
-            return None
-        root_path = scope.get("root_path", "").rstrip("/")
-        if isinstance(route, Mount):
-            return root_path or "/"
-        path_format = getattr(route, "path_format", None)
-        if not isinstance(path_format, str):
-            return None
-        return (root_path + path_format) or "/"
-    except Exception:
-        logger.debug("resolving the route template failed", exc_info=True)
-        return None

@@ -17,6 +17,10 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD_ORIGINAL,
+    HttpRequestMethodValues,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmobs_core import _semconv as semconv
@@ -33,6 +37,15 @@ logger = logging.getLogger(__name__)
 CLIENT_CLOSED_STATUS = 499
 """Status recorded when the client went away before the response ended; the
 value nginx uses. It is never sent."""
+
+KNOWN_METHODS = frozenset(
+    member.value
+    for member in HttpRequestMethodValues
+    if member is not HttpRequestMethodValues.OTHER
+)
+"""HTTP methods recorded as sent. Following the OpenTelemetry HTTP
+conventions, any other method is recorded as ``_OTHER`` and names the span
+``HTTP``, so a client cannot create span names at will."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +176,13 @@ class ServerRequest:
         state = _state_from_headers(settings, headers, config.hasher)
         state.debug = _debug_allowed(config, headers, state)
         state.feature_name = settings.feature_for(path)
-        attributes: dict[str, Any] = {
-            semconv.HTTP_REQUEST_METHOD: method,
-            semconv.URL_PATH: path,
-            semconv.URL_SCHEME: scheme,
-            semconv.LLMOBS_REQUEST_ID: state.request_id,
-        }
+        span_method = method if method in KNOWN_METHODS else "HTTP"
+        attributes = _span_attributes(method, path, scheme, state)
         outer = _active_server_span()
         if outer is not None:
-            span = start_span(config.tracer, f"llmobs {method}", attributes=attributes)
+            span = start_span(
+                config.tracer, f"llmobs {span_method}", attributes=attributes
+            )
         else:
             # Only the headers count: the ambient context may be a previous
             # request's, left on a task the server reuses.
@@ -179,14 +190,16 @@ class ServerRequest:
             parent = propagate.extract(carrier, context=otel_context.Context())
             span = start_span(
                 config.tracer,
-                method,
+                span_method,
                 context=parent,
                 kind=SpanKind.SERVER,
                 attributes=attributes,
             )
         state.trace_id = format_trace_id(span.get_span_context().trace_id)
 
-        return cls(state, span, outer, method)
+        request = cls(state, span, outer, span_method)
+        request.annotate_outer_span()
+        return request
 
     def finish(
         self,
@@ -211,10 +224,21 @@ class ServerRequest:
         try:
             if span.is_recording():
                 self._annotate(span, status_code, route, error, client_closed)
-            if self.outer_span is not None and self.outer_span.is_recording():
-                self.outer_span.set_attributes(self._request_attributes())
+            self.annotate_outer_span()
         finally:
             span.end()
+
+    def annotate_outer_span(self) -> None:
+        """Copy the request id, tenant and feature to the other SERVER span.
+
+        Does nothing without such a span, or once it has ended. Plugins call
+        this again just before they forward the last response message,
+        because the instrumentation that owns that span may end it while the
+        message is sent, before ``finish`` runs.
+        """
+        outer = self.outer_span
+        if outer is not None and outer.is_recording():
+            outer.set_attributes(self._request_attributes())
 
     def close(self) -> None:
         """Restore the context that was current before ``start``."""
@@ -259,6 +283,20 @@ class ServerRequest:
             semconv.LLMOBS_TENANT_TIER: state.tenant_tier,
         }
         return {name: value for name, value in values.items() if value is not None}
+
+
+def _span_attributes(
+    method: str, path: str, scheme: str, state: RequestState
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        semconv.HTTP_REQUEST_METHOD: method if method in KNOWN_METHODS else "_OTHER",
+        semconv.URL_PATH: path,
+        semconv.URL_SCHEME: scheme,
+        semconv.LLMOBS_REQUEST_ID: state.request_id,
+    }
+    if method not in KNOWN_METHODS:
+        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method
+    return attributes
 
 
 def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -353,12 +391,12 @@ def _clean(value: str | None) -> str | None:
 
 
 def _active_server_span() -> Span | None:
-    # NOTE: an instrumentation installed inside the llmobs middleware starts
-    # its SERVER span later and is not detected, which gives two SERVER spans.
     """Return the current span if it is a live SERVER span.
 
     Such a span comes from another instrumentation: FastAPI's or Starlette's
-    built-in telemetry, or the OpenTelemetry contrib ASGI middleware.
+    built-in telemetry, or an OpenTelemetry contrib ASGI, WSGI or Flask
+    instrumentation. The ASGI plugin starts requests inside the known ones
+    that it finds in its app, so that their span is current here.
     """
     span = trace.get_current_span()
     if span.is_recording() and getattr(span, "kind", None) is SpanKind.SERVER:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flask import Flask, got_request_exception, request, request_started
 
 from llmobs_core.server import HeaderNames, ServerSettings
-from llmobs_flask.wsgi import ENVIRON_ERROR_KEY, ENVIRON_ROUTE_KEY, LLMObsWSGIMiddleware
+from llmobs_flask.wsgi import (
+    ENVIRON_ERROR_KEY,
+    ENVIRON_KEY,
+    ENVIRON_ROUTE_KEY,
+    LLMObsWSGIMiddleware,
+)
 
 __all__ = ["LLMObs"]
+
+logger = logging.getLogger(__name__)
 
 EXTENSION_NAME = "llmobs"
 
@@ -24,8 +32,12 @@ class LLMObs:
 
     ``init_app`` wraps ``app.wsgi_app`` in ``LLMObsWSGIMiddleware`` and
     connects to Flask's ``request_started`` signal, to record the matched
-    route template (``request.url_rule``), and ``got_request_exception``, to
-    record an exception Flask turned into a 500 response.
+    route template (``request.script_root`` plus ``request.url_rule``), and
+    ``got_request_exception``, to record an exception Flask turned into a 500
+    response. Both receivers take the signals of every Flask app but act only
+    on requests that an llmobs middleware is serving, so an app mounted
+    inside an observed app (with ``DispatcherMiddleware``) needs no extension
+    of its own.
 
     Args:
         app: The app to set up now, or None to call ``init_app`` later.
@@ -74,16 +86,26 @@ class LLMObs:
         app.wsgi_app = LLMObsWSGIMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, **self.options
         )
-        request_started.connect(_record_route, app, weak=False)
-        got_request_exception.connect(_record_exception, app, weak=False)
+        # Connecting the same receiver again does nothing.
+        request_started.connect(_record_route, weak=False)
+        got_request_exception.connect(_record_exception, weak=False)
         app.extensions[EXTENSION_NAME] = self
 
 
 def _record_route(sender: Flask, **extra: Any) -> None:
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ENVIRON_ROUTE_KEY] = request.script_root + rule.rule
+    """Record the route template. A failure to read it leaves the route unset."""
+    environ = request.environ
+    if ENVIRON_KEY not in environ:
+        return
+    try:
+        rule = request.url_rule
+        if rule is not None:
+            environ[ENVIRON_ROUTE_KEY] = request.script_root + rule.rule
+    except Exception:
+        logger.debug("resolving the route template failed", exc_info=True)
 
 
 def _record_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
-    request.environ[ENVIRON_ERROR_KEY] = exception
+    environ = request.environ
+    if ENVIRON_KEY in environ:
+        environ[ENVIRON_ERROR_KEY] = exception

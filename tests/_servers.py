@@ -21,6 +21,7 @@ def run_uvicorn_in_thread(
     *,
     startup_timeout: float = 10.0,
     shutdown_timeout: float = 10.0,
+    root_path: str = "",
 ) -> Iterator[str]:
     """Serve ``app`` on a free loopback port and yield its base URL.
 
@@ -34,6 +35,8 @@ def run_uvicorn_in_thread(
         app: ASGI application to serve.
         startup_timeout: Maximum time in seconds to wait for the server to start.
         shutdown_timeout: Maximum time in seconds for each of the two joins.
+        root_path: The ASGI ``root_path`` uvicorn sets on every request, as
+            behind a proxy that strips this prefix.
 
     Yields:
         The base URL, for example ``http://127.0.0.1:41234``.
@@ -48,7 +51,7 @@ def run_uvicorn_in_thread(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((LOOPBACK_HOST, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="auto")
+    config = uvicorn.Config(app, log_config=None, lifespan="auto", root_path=root_path)
     server = uvicorn.Server(config)
     errors: list[BaseException] = []
     # A daemon thread cannot keep the test process alive if the server hangs.
