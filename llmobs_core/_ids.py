@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
-import uuid
 
 MAX_REQUEST_ID_LENGTH = 128
 
@@ -23,8 +23,8 @@ def is_valid_request_id(value: str) -> bool:
 
 
 def new_request_id() -> str:
-    """Return a fresh request id: a random UUID as 32 lower-case hex digits."""
-    return uuid.uuid4().hex
+    """Return a fresh request id: 128 random bits as 32 lower-case hex digits."""
+    return os.urandom(16).hex()
 
 
 def new_trace_id() -> int:

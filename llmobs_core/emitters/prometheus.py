@@ -6,6 +6,7 @@ import re
 import threading
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -213,6 +214,26 @@ class LabelGuard:
         return OTHER
 
 
+# Raw label combinations whose bound metric children are kept; the cache is
+# emptied when full, so label values seen once cannot grow it without bound.
+MAX_CACHED_LABEL_SETS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _CallChildren:
+    """The metric children one combination of call labels updates."""
+
+    in_flight: Gauge
+    requests: Counter
+    latency: Histogram
+    time_to_first_token: Histogram
+    retries: Counter
+    cache_hits: Counter
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
+
+
 class PrometheusEmitter:
     """Update the ``llm_*`` metrics from call and stage events.
 
@@ -247,6 +268,7 @@ class PrometheusEmitter:
                     f"label_limits[{label!r}]={limit!r} must be an int >= 1"
                 )
         self._label = LabelGuard(limits, self.metrics.folded_label_values)
+        self._children: dict[tuple[object, ...], _CallChildren] = {}
 
     def emit_call_start(self, start: CallStart) -> None:
         """Count the call as in flight."""
@@ -256,34 +278,67 @@ class PrometheusEmitter:
 
     def emit_call(self, event: LLMCallLog, span: Span) -> None:
         """Count the call, its tokens and cost, and observe its latency."""
+        children = self._children_for(event)
+        children.in_flight.dec()
+        children.requests.inc()
+        # The trace id as exemplar links a latency bucket to an example trace
+        # when the scraper asks for OpenMetrics (no-op in multiprocess mode).
+        children.latency.observe(
+            event.latency_ms, exemplar={"trace_id": event.trace_id}
+        )
+        if event.time_to_first_token_ms is not None:
+            children.time_to_first_token.observe(event.time_to_first_token_ms)
+        if event.retries:
+            children.retries.inc(event.retries)
+        if event.cache_hit:
+            children.cache_hits.inc()
+        if event.input_tokens:
+            children.input_tokens.inc(event.input_tokens)
+        if event.output_tokens:
+            children.output_tokens.inc(event.output_tokens)
+        if event.cost_usd:
+            children.cost.inc(event.cost_usd)
+
+    def _children_for(self, event: LLMCallLog) -> _CallChildren:
+        key = (
+            event.feature_name,
+            event.model,
+            event.fallback_from,
+            event.region,
+            event.status,
+            event.tenant_tier,
+        )
+        children = self._children.get(key)
+        if children is None:
+            children = self._bind_children(event)
+            if len(self._children) >= MAX_CACHED_LABEL_SETS:
+                self._children.clear()
+            self._children[key] = children
+        return children
+
+    def _bind_children(self, event: LLMCallLog) -> _CallChildren:
         metrics = self.metrics
         feature = self._label("feature_name", event.feature_name)
         model = self._label("model", event.model)
         # A call that fell back started under its first model.
         started_as = self._label("model", event.fallback_from or event.model)
-        metrics.in_flight.labels(feature, started_as).dec()
         region = self._label("region", event.region)
-        metrics.requests.labels(feature, model, region, event.status.value).inc()
-        # The trace id as exemplar links a latency bucket to an example trace
-        # when the scraper asks for OpenMetrics (no-op in multiprocess mode).
-        metrics.latency.labels(feature, model, region).observe(
-            event.latency_ms, exemplar={"trace_id": event.trace_id}
+        tier = self._label("tenant_tier", event.tenant_tier)
+        return _CallChildren(
+            in_flight=metrics.in_flight.labels(feature, started_as),
+            requests=metrics.requests.labels(
+                feature, model, region, event.status.value
+            ),
+            latency=metrics.latency.labels(feature, model, region),
+            time_to_first_token=metrics.time_to_first_token.labels(
+                feature, model, region
+            ),
+            retries=metrics.retries.labels(feature, model),
+            cache_hits=metrics.cache_hits.labels(feature, model),
+            input_tokens=metrics.input_tokens.labels(feature, model),
+            output_tokens=metrics.output_tokens.labels(feature, model),
+            cost=metrics.cost.labels(feature, model, tier),
         )
-        if event.time_to_first_token_ms is not None:
-            metrics.time_to_first_token.labels(feature, model, region).observe(
-                event.time_to_first_token_ms
-            )
-        if event.retries:
-            metrics.retries.labels(feature, model).inc(event.retries)
-        if event.cache_hit:
-            metrics.cache_hits.labels(feature, model).inc()
-        if event.input_tokens:
-            metrics.input_tokens.labels(feature, model).inc(event.input_tokens)
-        if event.output_tokens:
-            metrics.output_tokens.labels(feature, model).inc(event.output_tokens)
-        if event.cost_usd:
-            tier = self._label("tenant_tier", event.tenant_tier)
-            metrics.cost.labels(feature, model, tier).inc(event.cost_usd)
 
     def emit_stage(self, event: StageEvent) -> None:
         """Observe the stage's duration."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 __all__ = ["MIN_KEY_BYTES", "Hasher", "canonical_prompt"]
 
 MIN_KEY_BYTES = 16
-
-_WHITESPACE = re.compile(r"\s+")
 
 
 def canonical_prompt(prompt: str | Sequence[Any] | Mapping[str, Any]) -> bytes:
@@ -51,7 +48,11 @@ def canonical_prompt(prompt: str | Sequence[Any] | Mapping[str, Any]) -> bytes:
 
 
 def _normalize_text(text: str) -> str:
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    # str.split() with no argument splits on the same Unicode whitespace as
+    # the regex \s, and ASCII text is already in NFC.
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
 
 
 def _normalize_strings(value: Any) -> Any:

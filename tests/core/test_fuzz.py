@@ -129,3 +129,15 @@ def test_wsgi_request_never_fails(
     assert is_valid_request_id(request_id)
     assert "\r" not in request_id
     assert "\n" not in request_id
+
+
+@FUZZ
+@given(st.text(alphabet=st.characters(max_codepoint=0x3100), max_size=200))
+def test_whitespace_split_matches_regex(text: str) -> None:
+    import unicodedata
+
+    from llmobs_core.privacy._hashing import _normalize_text
+
+    expected = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip()
+
+    assert _normalize_text(text) == expected
