@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmobs_asgi._interop import HANDOFF_KEY, AppChain, scan_app
 from llmobs_asgi._routes import RouteResolver
 from llmobs_core._headers import decode_header
+from llmobs_core.emitters import flush_all
 from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
@@ -81,6 +82,9 @@ class LLMObsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, _flush_before_shutdown_complete(send))
+            return
         if (
             scope["type"] != "http"
             or SCOPE_KEY in scope
@@ -210,3 +214,18 @@ def _ends_response(message: Message, trailers: bool) -> bool:
     if kind == "http.response.trailers":
         return not bool(message.get("more_trailers", False))
     return kind == "http.response.pathsend"
+
+
+def _flush_before_shutdown_complete(send: Send) -> Send:
+    """Wrap a lifespan ``send`` to write queued events before shutdown ends.
+
+    Servers may exit right after ``lifespan.shutdown.complete``: uvicorn 0.55
+    re-raises the signal that stopped it, which skips ``atexit``.
+    """
+
+    async def send_after_flush(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            await asyncio.to_thread(flush_all)
+        await send(message)
+
+    return send_after_flush

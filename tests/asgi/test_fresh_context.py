@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from starlette.routing import Route
 import llmobs_core as llmobs
 from llmobs_asgi import LLMObsMiddleware
 from llmobs_core.context import llmobs_bound, llmobs_feature, llmobs_request
+from llmobs_core.emitters import JsonLogEmitter
 from tests._servers import run_uvicorn_in_thread
 from tests.conftest import Observed
 
@@ -129,3 +132,39 @@ def test_ambient_context_restored_after_request(observed: Observed) -> None:
     values = asyncio.run(main())
 
     assert values[:4] == values[4:]
+
+
+def test_lifespan_shutdown_flushes_events(observed: Observed) -> None:
+    class SlowHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            time.sleep(0.2)
+
+    slow = logging.getLogger("test.slow.lifespan.events")
+    slow.setLevel(logging.INFO)
+    slow.propagate = False
+    slow.addHandler(SlowHandler())
+    llmobs.configure(emitters=[JsonLogEmitter(slow)], hash_key="k" * 32)
+    app = build_app()
+    sent: list[str] = []
+    flushed_before_complete: list[bool] = []
+
+    async def main() -> None:
+        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                flushed_before_complete.append(llmobs.flush(timeout=0))
+            sent.append(message["type"])
+
+        for _ in range(3):
+            with llmobs.call_llm(model="m"):
+                pass
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+
+    asyncio.run(main())
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert flushed_before_complete == [True]
