@@ -104,3 +104,43 @@ def test_async_concurrent_streams_keep_parents(observed: Observed) -> None:
 def test_isolate_rejects_non_generator() -> None:
     with pytest.raises(TypeError, match="call the generator function"):
         llmobs.isolate_generator([1, 2])  # type: ignore[call-overload]
+
+
+def test_task_group_stages_parent_to_caller(observed: Observed) -> None:
+    import anyio
+
+    tracer = observed.provider.get_tracer("test")
+
+    async def stage(name: str) -> None:
+        async with llmobs.retrieve_context(source=name):
+            await asyncio.sleep(0.001)
+
+    async def with_asyncio() -> None:
+        with tracer.start_as_current_span("asyncio-request"):
+            async with asyncio.TaskGroup() as group:
+                for name in ("a", "b", "c"):
+                    group.create_task(stage(name))
+
+    async def with_anyio() -> None:
+        with tracer.start_as_current_span("anyio-request"):
+            async with anyio.create_task_group() as group:
+                for name in ("d", "e"):
+                    group.start_soon(stage, name)
+
+    asyncio.run(with_asyncio())
+    anyio.run(with_anyio)
+
+    parents = {
+        span.attributes["source"]: span.parent.span_id
+        for span in observed.spans
+        if span.name == "retrieve_context" and span.parent and span.attributes
+    }
+    asyncio_id = observed.span("asyncio-request").context.span_id
+    anyio_id = observed.span("anyio-request").context.span_id
+    assert parents == {
+        "a": asyncio_id,
+        "b": asyncio_id,
+        "c": asyncio_id,
+        "d": anyio_id,
+        "e": anyio_id,
+    }
