@@ -35,7 +35,6 @@ from examples._demo.checks import (
     check_metrics,
     check_responses,
     check_spans,
-    check_workers,
     traffic_summary,
 )
 from examples._demo.processes import DemoError, ServerGroup
@@ -154,8 +153,6 @@ def _report(run: GatewayRun) -> list[str]:
         *check_spans(run.outcomes, run.spans),
         *check_metrics(events, requests_total),
     ]
-    if run.events_per_worker:
-        problems.extend(check_workers(run.events_per_worker, FLASK_WORKERS))
     if trace is None:
         problems.append("no request in the span files ran all four stages")
     return problems

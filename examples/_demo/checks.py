@@ -127,14 +127,3 @@ def check_metrics(events: Sequence[Record], requests_total: float) -> list[str]:
         f"llm_requests_total in /metrics sums to {requests_total:g}, but "
         f"{len(events)} call events were logged"
     ]
-
-
-def check_workers(events_per_worker: dict[int, int], workers: int) -> list[str]:
-    """Return a problem unless ``workers`` processes each logged call events."""
-    serving = sum(1 for count in events_per_worker.values() if count > 0)
-    if serving == workers:
-        return []
-    return [
-        f"expected call events from {workers} gunicorn workers, got them from "
-        f"{serving}: {events_per_worker}"
-    ]
