@@ -7,7 +7,10 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from llmobs_core._ratelimit import RateLimitedWarning
+
 logger = logging.getLogger("llmobs_core.stages")
+_warning = RateLimitedWarning(logger)
 
 T = TypeVar("T")
 
@@ -52,7 +55,7 @@ class SyncStreamWrapper(Generic[T]):
     def __init__(self, stream: Any, on_chunk: OnChunk, end: StreamEnd) -> None:
         self._stream = stream
         self._iterator: Iterator[T] | None = None
-        self._on_chunk = on_chunk
+        self._on_chunk = _guarded(on_chunk)
         self._end = end
 
     @property
@@ -113,7 +116,7 @@ class AsyncStreamWrapper(Generic[T]):
     def __init__(self, stream: Any, on_chunk: OnChunk, end: StreamEnd) -> None:
         self._stream = stream
         self._iterator: AsyncIterator[T] | None = None
-        self._on_chunk = on_chunk
+        self._on_chunk = _guarded(on_chunk)
         self._end = end
 
     @property
@@ -175,6 +178,18 @@ async def _close_async(stream: Any) -> None:
         if hasattr(result, "__await__"):
             await result
         return
+
+
+def _guarded(on_chunk: OnChunk) -> OnChunk:
+    """Wrap the chunk callback so an llmobs failure never breaks the stream."""
+
+    def record(chunk: Any) -> None:
+        try:
+            on_chunk(chunk)
+        except Exception:  # noqa: BLE001 - the consumer must get its chunks
+            _warning.warn("chunk", "recording a stream chunk failed", exc_info=True)
+
+    return record
 
 
 def wrap_stream(

@@ -301,7 +301,6 @@ def test_behavior_unknown_header_value_rejected(client: openai.OpenAI) -> None:
 
 
 def test_behavior_slow_times_out_client(base_url: str) -> None:
-    started = time.monotonic()
     with (
         _openai_client(base_url, timeout=0.3) as slow_client,
         pytest.raises(openai.APITimeoutError),
@@ -309,8 +308,6 @@ def test_behavior_slow_times_out_client(base_url: str) -> None:
         slow_client.chat.completions.create(
             model=MODEL, messages=MESSAGES, extra_headers={BEHAVIOR_HEADER: "slow"}
         )
-
-    assert time.monotonic() - started < 5.0
 
 
 def test_behavior_slow_answers_after_delay(base_url: str) -> None:
