@@ -59,7 +59,8 @@ def test_demo_prints_all_sections(tmp_path: Path) -> None:
     assert "Call events per gunicorn worker" in result.stdout
     assert (tmp_path / "events.jsonl").stat().st_size > 0
     assert (tmp_path / "spans.jsonl").stat().st_size > 0
+    # One file per worker; which worker accepts a connection is up to the
+    # kernel, so a short run may leave one of them empty.
     flask_events = sorted((tmp_path / "flask").glob("events-*.jsonl"))
     assert len(flask_events) == 2
-    for path in flask_events:
-        assert path.stat().st_size > 0
+    assert sum(path.stat().st_size for path in flask_events) > 0

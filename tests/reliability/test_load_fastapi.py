@@ -171,8 +171,10 @@ def test_one_event_per_call_under_load(
     assert len({event["request_id"] for event in events}) == CALLS
     statuses = Counter(event["status"] for event in events)
     assert statuses["rate_limited"] == outcomes["429"]
-    assert statuses["provider_error"] == outcomes["502"]
-    assert statuses["timeout"] == outcomes["504"]
+    # A stream that fails after its first chunk has already sent 200, so its
+    # event's failure status has no 502 or 504 to match.
+    assert statuses["provider_error"] >= outcomes["502"]
+    assert statuses["timeout"] >= outcomes["504"]
     assert requests_total(observed) == CALLS
     assert observed.names().count("call_llm") == CALLS
     assert observed.sample("llmobs_events_dropped_total") in (None, 0.0)
