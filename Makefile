@@ -23,9 +23,11 @@ test: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 # promtool and prometheus from Debian's package, for the tests of
-# deploy/prometheus and deploy/grafana; skipped without apt-get or root.
+# deploy/prometheus and deploy/grafana, and redis-server for the tests of
+# the Redis budget store; skipped without apt-get or root.
 tools:
 	sh deploy/prometheus/install-tools.sh
+	sh deploy/install-redis.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -53,6 +53,7 @@ from examples._demo.runs import (
     run_fastapi_gateway,
     run_flask_gateway,
 )
+from llmobs_core.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,8 @@ SECTION_FEATURES = "Calls per feature (from the JSON call events)"
 SECTION_METRICS = "Prometheus llm_* samples (GET /metrics)"
 SECTION_SPANS = "Span tree of one request"
 SECTION_HEADERS = (SECTION_FEATURES, SECTION_METRICS, SECTION_SPANS)
+# Printed once, after all gateways, so not one of SECTION_HEADERS.
+SECTION_CLI_REPORT = "llmobs report of the FastAPI gateway's events file"
 
 GATEWAY_TITLES = {
     "fastapi": "FastAPI gateway, uvicorn, one process",
@@ -123,7 +126,18 @@ def _run(args: argparse.Namespace, output_dir: Path) -> list[str]:
                 flask_dir = output_dir / "flask"
                 run = run_flask_gateway(servers, traffic, provider_url, flask_dir)
             problems.extend(f"{gateway}: {p}" for p in _report(run))
+    if "fastapi" in gateways:
+        problems.extend(_print_cli_report(output_dir / "events.jsonl"))
     return problems
+
+
+def _print_cli_report(events_path: Path) -> list[str]:
+    """Print ``llmobs report`` of the events file; return a problem if it failed."""
+    argv = ["report", str(events_path), "--by", "feature_name", "--by", "model"]
+    _print_section(SECTION_CLI_REPORT, f"$ llmobs {' '.join(argv)}")
+    status = cli_main(argv)
+    sys.stdout.flush()
+    return [] if status == 0 else [f"llmobs report exited with status {status}"]
 
 
 def _traffic(args: argparse.Namespace, requests: int) -> TrafficSettings:

@@ -1,6 +1,16 @@
 """llmobs core: one observable event per LLM call, in logs, metrics and traces."""
 
 from llmobs_core._call import LLMCall
+from llmobs_core.budgets import (
+    Budget,
+    BudgetBook,
+    BudgetDecision,
+    BudgetEmitter,
+    BudgetOutcome,
+    InMemoryBudgetStore,
+    RedisBudgetStore,
+    budget_decision,
+)
 from llmobs_core.config import Config, configure
 from llmobs_core.context import (
     RequestContext,
@@ -16,6 +26,8 @@ from llmobs_core.emitters import (
     install_json_handler,
 )
 from llmobs_core.emitters import flush_all as flush
+from llmobs_core.experiments import assign_variant
+from llmobs_core.feedback import FeedbackLog, record_feedback
 from llmobs_core.generators import isolate_generator
 from llmobs_core.propagation import (
     httpx_event_hooks,
@@ -38,19 +50,29 @@ from llmobs_core.stages import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Budget",
+    "BudgetBook",
+    "BudgetDecision",
+    "BudgetEmitter",
+    "BudgetOutcome",
     "CallStatus",
     "Config",
     "Emitter",
+    "FeedbackLog",
     "HeaderNames",
+    "InMemoryBudgetStore",
     "JsonLogEmitter",
     "LLMCall",
     "LLMCallLog",
     "LLMCallScope",
     "OTelSpanEmitter",
     "PrometheusEmitter",
+    "RedisBudgetStore",
     "RequestContext",
     "StageScope",
+    "assign_variant",
     "bind_context",
+    "budget_decision",
     "build_prompt",
     "call_llm",
     "configure",
@@ -66,5 +88,6 @@ __all__ = [
     "observe_llm_call",
     "outgoing_headers",
     "postprocess",
+    "record_feedback",
     "retrieve_context",
 ]

@@ -412,6 +412,19 @@ class LLMCall:
         self._status = CallStatus.FILTERED_BY_GUARDRAIL
         self._add_span_event("llm.guardrail", reason)
 
+    def mark_budget_exceeded(self, reason: str | None = None) -> None:
+        """Record that a cost budget denied the call before the provider was called.
+
+        The call ends with status ``budget_exceeded``, whether or not an
+        exception follows.
+
+        Args:
+            reason: Why, for example the denying budget's name; added to the
+                span as an event.
+        """
+        self._status = CallStatus.BUDGET_EXCEEDED
+        self._add_span_event("llm.budget_exceeded", reason)
+
     def _capture_mode(self) -> CaptureMode:
         if self._state is not None and self._state.debug:
             return CaptureMode.FULL

@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from prometheus_client import CollectorRegistry, values
 
+from llmobs_core.budgets import Budget, BudgetBook, BudgetEmitter, budget_book_from
 from llmobs_core.emitters import (
     Emitter,
     EmitterFanout,
@@ -50,6 +51,8 @@ class Config:
     """The Prometheus metrics of the configured registry, also used for
     llmobs' own counters when custom emitters replace the default ones."""
     redactor: Redactor
+    budgets: BudgetBook | None = None
+    """The cost budgets that ``budget_decision()`` checks, if any."""
 
 
 _lock = threading.Lock()
@@ -65,6 +68,7 @@ def configure(
     hash_key: str | bytes | None = None,
     prices: Mapping[str, Any] | str | PathLike[str] | None = None,
     privacy: PrivacyPolicy | None = None,
+    budgets: BudgetBook | Sequence[Budget] | None = None,
 ) -> Config:
     """Set the process-wide llmobs configuration.
 
@@ -93,15 +97,18 @@ def configure(
             JSON or YAML file holding that mapping.
         privacy: What user content may be captured; ``PrivacyPolicy()`` by
             default, which captures none.
+        budgets: Cost budgets for ``budget_decision()``: a ``BudgetBook``, or
+            a list of ``Budget`` kept in this process's memory. A
+            ``BudgetEmitter`` is added to the emitters to count their spend.
 
     Returns:
         The new configuration.
 
     Raises:
         TypeError: If an emitter lacks ``emit_call`` or ``emit_stage``, or
-            the price table has the wrong types.
+            the price table or ``budgets`` has the wrong types.
         ValueError: If the hash key is shorter than 16 bytes or missing in
-            production, or a price is invalid.
+            production, a price is invalid, or two budgets share a name.
         FileNotFoundError: If the price file does not exist.
         RuntimeError: If ``PROMETHEUS_MULTIPROC_DIR`` was set after
             ``prometheus_client`` was imported.
@@ -125,6 +132,9 @@ def configure(
             (e for e in chosen if isinstance(e, PrometheusEmitter)),
             PrometheusEmitter(registry),
         )
+    book = budget_book_from(budgets, registry)
+    if book is not None:
+        chosen = (*chosen, BudgetEmitter(book))
     policy = privacy or PrivacyPolicy()
     if hash_key is not None:
         policy = replace(policy, hash_key=hash_key)
@@ -138,6 +148,7 @@ def configure(
         debug_tokens=DebugTokenVerifier(key, policy.debug_token_max_age),
         metrics=prometheus.metrics,
         redactor=Redactor(policy.redaction_patterns),
+        budgets=book,
     )
     load_prices()
     with _lock:

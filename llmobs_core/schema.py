@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["SCHEMA_VERSION", "CallStatus", "LLMCallLog", "json_schema"]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """Version of the ``LLMCallLog`` layout. A new field bumps the minor number; a
 renamed, removed or retyped field bumps the major number."""
 
@@ -31,6 +31,8 @@ class CallStatus(enum.StrEnum):
     FILTERED_BY_GUARDRAIL = "filtered_by_guardrail"
     CANCELLED = "cancelled"
     ERROR = "error"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    """A cost budget denied the call, so the provider was not called."""
 
 
 class LLMCallLog(BaseModel):

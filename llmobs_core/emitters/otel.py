@@ -9,10 +9,16 @@ from llmobs_core import _semconv as semconv
 from llmobs_core.emitters._base import StageEvent
 from llmobs_core.schema import CallStatus, LLMCallLog
 
-# Outcomes that leave the span status unset: a client that went away and a
-# guardrail that did its job are not failures of the call.
+# Outcomes that leave the span status unset: a client that went away, a
+# guardrail that did its job and a budget that denied the call are not
+# failures of the call.
 NOT_ERRORS = frozenset(
-    {CallStatus.OK, CallStatus.CANCELLED, CallStatus.FILTERED_BY_GUARDRAIL}
+    {
+        CallStatus.OK,
+        CallStatus.CANCELLED,
+        CallStatus.FILTERED_BY_GUARDRAIL,
+        CallStatus.BUDGET_EXCEEDED,
+    }
 )
 
 

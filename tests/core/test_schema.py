@@ -60,6 +60,7 @@ def test_schema_status_values() -> None:
         "filtered_by_guardrail",
         "cancelled",
         "error",
+        "budget_exceeded",
     }
 
 
@@ -100,19 +101,29 @@ def test_schema_rejects_invalid(changes: dict[str, Any]) -> None:
 def test_public_api_pinned() -> None:
     assert llmobs_core.__all__ == [
         "SCHEMA_VERSION",
+        "Budget",
+        "BudgetBook",
+        "BudgetDecision",
+        "BudgetEmitter",
+        "BudgetOutcome",
         "CallStatus",
         "Config",
         "Emitter",
+        "FeedbackLog",
         "HeaderNames",
+        "InMemoryBudgetStore",
         "JsonLogEmitter",
         "LLMCall",
         "LLMCallLog",
         "LLMCallScope",
         "OTelSpanEmitter",
         "PrometheusEmitter",
+        "RedisBudgetStore",
         "RequestContext",
         "StageScope",
+        "assign_variant",
         "bind_context",
+        "budget_decision",
         "build_prompt",
         "call_llm",
         "configure",
@@ -128,6 +139,7 @@ def test_public_api_pinned() -> None:
         "observe_llm_call",
         "outgoing_headers",
         "postprocess",
+        "record_feedback",
         "retrieve_context",
     ]
     assert llmobs_asgi.__all__ == ["LLMObsMiddleware", "metrics_endpoint"]

@@ -1,0 +1,103 @@
+"""Run ``llmobs report`` and ``llmobs compare`` from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmobs_core.cli.compare import SideOf, build_comparison
+from llmobs_core.cli.compare_output import (
+    render_compare_csv,
+    render_compare_json,
+    render_compare_text,
+)
+from llmobs_core.cli.formats import render_csv, render_json, render_text
+from llmobs_core.cli.inputs import InputError, Inputs
+from llmobs_core.cli.records import Call, SkippedLines
+from llmobs_core.cli.report import Window, build_report
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Print the report of ``args.files``; return the exit status."""
+    window = Window(args.since, args.until)
+    try:
+        with Inputs(args.files) as inputs:
+            report = build_report(inputs, args.by, window)
+    except InputError as error:
+        sys.stderr.write(f"llmobs report: {error}\n")
+        return 1
+    render = {"table": render_text, "json": render_json, "csv": render_csv}
+    sys.stdout.write(render[args.format](report, args.top))
+    _warn_skipped(report.skipped)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Print the comparison of two slices of ``args.files``; return the status."""
+    try:
+        side_of, labels = _sides(args)
+    except ValueError as error:
+        sys.stderr.write(f"llmobs compare: {error}\n")
+        return 2
+    try:
+        with Inputs(args.files) as inputs:
+            comparison = build_comparison(
+                inputs, side_of, labels, Window(args.since, args.until), args.alpha
+            )
+    except InputError as error:
+        sys.stderr.write(f"llmobs compare: {error}\n")
+        return 1
+    render = {
+        "table": render_compare_text,
+        "json": render_compare_json,
+        "csv": render_compare_csv,
+    }
+    sys.stdout.write(render[args.format](comparison))
+    _warn_skipped(comparison.skipped)
+    return 0
+
+
+def _sides(args: argparse.Namespace) -> tuple[SideOf, tuple[str, str]]:
+    by_field = args.field is not None or args.a is not None or args.b is not None
+    by_time = args.before is not None or args.after is not None
+    if by_field == by_time:
+        raise ValueError(
+            "pass either --field with --a and --b, or --before and/or --after"
+        )
+    if by_field:
+        if args.field is None or args.a is None or args.b is None:
+            raise ValueError("--field, --a and --b must be given together")
+        return _field_sides(args.field, args.a, args.b), (args.a, args.b)
+    before = args.before if args.before is not None else args.after
+    after = args.after if args.after is not None else args.before
+    if after < before:
+        raise ValueError(
+            f"--after {after.isoformat()} is earlier than --before "
+            f"{before.isoformat()}; the sides would overlap"
+        )
+
+    def side_of(call: Call) -> str | None:
+        if call.timestamp < before:
+            return "a"
+        return "b" if call.timestamp >= after else None
+
+    return side_of, (f"before {before.isoformat()}", f"after {after.isoformat()}")
+
+
+def _field_sides(field: str, a: str, b: str) -> SideOf:
+    def side_of(call: Call) -> str | None:
+        value = call.group_value(field)
+        if value == a:
+            return "a"
+        return "b" if value == b else None
+
+    return side_of
+
+
+def _warn_skipped(skipped: SkippedLines) -> None:
+    if not skipped.count:
+        return
+    reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.reasons.most_common())
+    sys.stderr.write(f"llmobs: skipped {skipped.count} malformed lines ({reasons})\n")
+    for example in skipped.examples:
+        sys.stderr.write(f"  {example}\n")

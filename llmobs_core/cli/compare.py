@@ -1,0 +1,121 @@
+"""Build the ``llmobs compare`` figures: two sides, their change and its noise."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from llmobs_core.cli.aggregate import GroupStats
+from llmobs_core.cli.inputs import Inputs
+from llmobs_core.cli.records import Call, Feedback, SkippedLines, parse_lines
+from llmobs_core.cli.report import Window
+from llmobs_core.cli.stats import Reservoir, mann_whitney_p, two_proportion_p
+
+# Returns "a", "b" or None (the call is on neither side).
+SideOf = Callable[[Call], str | None]
+
+
+@dataclasses.dataclass(slots=True)
+class Side:
+    """Figures of one side, with a latency sample for the rank test."""
+
+    label: str
+    stats: GroupStats = dataclasses.field(default_factory=GroupStats)
+    latency_sample: Reservoir = dataclasses.field(default_factory=Reservoir)
+    token_calls: int = 0
+
+    def add(self, call: Call) -> None:
+        """Count one call."""
+        self.stats.add(call)
+        self.latency_sample.add(call.fields["latency_ms"])
+        if call.fields.get("input_tokens") is not None:
+            self.token_calls += 1
+
+    def figures(self) -> dict[str, float | None]:
+        """Return the compared figures of this side."""
+        stats = self.stats
+        summary = stats.summary()
+        tokens = stats.input_tokens + stats.output_tokens
+        return {
+            "calls": stats.calls,
+            "latency_ms_p50": summary["latency_ms_p50"],
+            "latency_ms_p95": summary["latency_ms_p95"],
+            "tokens_per_call": tokens / self.token_calls if self.token_calls else None,
+            "cost_usd_per_call": stats.cost_usd / stats.calls if stats.calls else None,
+            "error_rate": summary["error_rate"],
+        }
+
+
+@dataclasses.dataclass(slots=True)
+class Comparison:
+    """Both sides of a comparison and the lines skipped."""
+
+    a: Side
+    b: Side
+    alpha: float
+    skipped: SkippedLines = dataclasses.field(default_factory=SkippedLines)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Return one row per figure: both values, the change and the test."""
+        figures_a, figures_b = self.a.figures(), self.b.figures()
+        latency_p = mann_whitney_p(
+            self.a.latency_sample.values, self.b.latency_sample.values
+        )
+        error_p = two_proportion_p(
+            self.a.stats.errors,
+            self.a.stats.calls,
+            self.b.stats.errors,
+            self.b.stats.calls,
+        )
+        # Tokens and cost per call are shown without a test.
+        tests = {
+            "latency_ms_p50": ("mann-whitney-u", latency_p),
+            "latency_ms_p95": ("mann-whitney-u", latency_p),
+            "error_rate": ("two-proportion-z", error_p),
+        }
+        rows = []
+        for name in figures_a:
+            value_a, value_b = figures_a[name], figures_b[name]
+            test, p_value = tests.get(name, (None, None))
+            rows.append(
+                {
+                    "figure": name,
+                    "a": value_a,
+                    "b": value_b,
+                    "change": _change(value_a, value_b),
+                    "relative_change": _relative_change(value_a, value_b),
+                    "test": test,
+                    "p_value": p_value,
+                    "significant": None if p_value is None else p_value < self.alpha,
+                }
+            )
+        return rows
+
+
+def _change(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def _relative_change(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or a == 0 else (b - a) / a
+
+
+def build_comparison(
+    inputs: Inputs,
+    side_of: SideOf,
+    labels: tuple[str, str],
+    window: Window,
+    alpha: float,
+) -> Comparison:
+    """Read the inputs once and split the calls in the window into two sides."""
+    comparison = Comparison(Side(labels[0]), Side(labels[1]), alpha)
+    sides = {"a": comparison.a, "b": comparison.b}
+    for source, lines in inputs.sources():
+        for event in parse_lines(source, lines, comparison.skipped):
+            if isinstance(event, Feedback) or not window.contains(event.timestamp):
+                continue
+            side = side_of(event)
+            if side is not None:
+                sides[side].add(event)
+    return comparison

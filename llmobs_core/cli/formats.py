@@ -1,0 +1,158 @@
+"""Render a report as an aligned text table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from llmobs_core.cli.aggregate import GroupStats
+from llmobs_core.cli.report import GroupKey, Report, top_groups
+
+# (summary key, column title, format) of the numeric columns of a text table.
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("calls", "calls", "{:,}"),
+    ("error_rate", "errors", "{:.2%}"),
+    ("cache_hits", "cache hits", "{:,}"),
+    ("latency_ms_p50", "p50 ms", "{:,.1f}"),
+    ("latency_ms_p95", "p95 ms", "{:,.1f}"),
+    ("latency_ms_p99", "p99 ms", "{:,.1f}"),
+    ("time_to_first_token_ms_p50", "ttft p50 ms", "{:,.1f}"),
+    ("input_tokens", "input tok", "{:,}"),
+    ("output_tokens", "output tok", "{:,}"),
+    ("cost_usd", "cost $", "{:,.4f}"),
+    ("cost_usd_per_1k_calls", "$/1k calls", "{:,.4f}"),
+)
+_CSV_FIELDS = (
+    "calls",
+    "errors",
+    "error_rate",
+    "cache_hits",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_p99",
+    "time_to_first_token_ms_p50",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_usd_per_1k_calls",
+    "unpriced_calls",
+)
+TOTAL = "total"
+
+
+def render_text(report: Report, top: int | None) -> str:
+    """Render the totals and one aligned table per grouping."""
+    sections = [
+        "Totals\n" + _table(("",), [((TOTAL,), report.totals)]),
+    ]
+    for grouping, table in report.groups.items():
+        rows = top_groups(table, top)
+        title = f"By {', '.join(grouping)}"
+        if top is not None and len(table) > top:
+            title += f" (top {top} of {len(table)} by cost)"
+        sections.append(f"{title}\n{_table(grouping, rows)}")
+    if report.feedback_events:
+        sections.append(
+            f"Feedback events: {report.feedback_events:,}, of which "
+            f"{report.feedback_unmatched:,} matched no call in the window"
+        )
+    return "\n\n".join(sections) + "\n"
+
+
+def _table(titles: Sequence[str], rows: list[tuple[GroupKey, GroupStats]]) -> str:
+    names = sorted({name for _key, stats in rows for name in stats.feedback})
+    header = [*titles, *(title for _key, title, _f in _COLUMNS)]
+    header += [f"{name} n/mean" for name in names]
+    lines = [header]
+    for key, stats in rows:
+        summary = stats.summary()
+        cells = [*key, *(_cell(summary[k], fmt) for k, _t, fmt in _COLUMNS)]
+        for name in names:
+            feedback = summary["feedback"].get(name)
+            cells.append(
+                "-"
+                if feedback is None
+                else f"{feedback['count']} / {feedback['mean']:.3g}"
+            )
+        lines.append(cells)
+    return _align(lines, text_columns=len(titles))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _align(lines: list[list[str]], text_columns: int) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    rendered = []
+    for line in lines:
+        cells = [
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        rendered.append("  ".join(cells).rstrip())
+    return "\n".join(rendered)
+
+
+def report_json(report: Report, top: int | None) -> dict[str, Any]:
+    """Return the report as a JSON-ready dictionary."""
+    groups = []
+    for grouping, table in report.groups.items():
+        rows = [
+            {"group": dict(zip(grouping, key, strict=True)), **stats.summary()}
+            for key, stats in top_groups(table, top)
+        ]
+        groups.append({"by": list(grouping), "group_count": len(table), "rows": rows})
+    return {
+        "totals": report.totals.summary(),
+        "groups": groups,
+        "skipped_lines": {
+            "count": report.skipped.count,
+            "reasons": dict(report.skipped.reasons.most_common()),
+            "examples": report.skipped.examples,
+        },
+        "feedback": {
+            "events": report.feedback_events,
+            "unmatched": report.feedback_unmatched,
+        },
+    }
+
+
+def render_json(report: Report, top: int | None) -> str:
+    """Render the report as one indented JSON document."""
+    return json.dumps(report_json(report, top), indent=2) + "\n"
+
+
+def render_csv(report: Report, top: int | None) -> str:
+    """Render one CSV row for the totals and one per group.
+
+    The ``by`` column names the grouping fields (``total`` for the totals
+    row) and ``group`` their values, both joined with commas. Each feedback
+    name adds ``feedback.<name>.count`` and ``feedback.<name>.mean`` columns.
+    """
+    rows: list[tuple[str, str, GroupStats]] = [(TOTAL, "", report.totals)]
+    for grouping, table in report.groups.items():
+        for key, stats in top_groups(table, top):
+            rows.append((",".join(grouping), ",".join(key), stats))
+    names = sorted({name for _by, _group, stats in rows for name in stats.feedback})
+    feedback_fields = [
+        f"feedback.{n}.{part}" for n in names for part in ("count", "mean")
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["by", "group", *_CSV_FIELDS, *feedback_fields])
+    for by, group, stats in rows:
+        summary = stats.summary()
+        values = [_csv_value(summary[field]) for field in _CSV_FIELDS]
+        for name in names:
+            feedback = summary["feedback"].get(name, {"count": 0, "mean": None})
+            values += [_csv_value(feedback["count"]), _csv_value(feedback["mean"])]
+        writer.writerow([by, group, *values])
+    return buffer.getvalue()
+
+
+def _csv_value(value: Any) -> str:
+    return "" if value is None else str(value)

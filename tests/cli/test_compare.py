@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmobs_core.cli import main
+from tests.cli._events import at, call_line
+
+
+def synthetic_calls(
+    path: Path, *, slower_b: float, errors_b: float, seed: int = 11
+) -> Path:
+    """Write 1,500 calls per template: v3, then v4 from second 10,000 on.
+
+    v4's latency is ``slower_b`` times v3's in distribution, and its error
+    probability ``errors_b`` against v3's 0.02.
+    """
+    rng = random.Random(seed)
+    lines = []
+    for index in range(3_000):
+        is_b = index % 2 == 1
+        scale = slower_b if is_b else 1.0
+        failed = rng.random() < (errors_b if is_b else 0.02)
+        lines.append(
+            call_line(
+                timestamp=at(10_000 + index if is_b else index),
+                prompt_template_id="v4" if is_b else "v3",
+                latency_ms=rng.lognormvariate(6.0, 0.5) * scale,
+                status="provider_error" if failed else "ok",
+                input_tokens=rng.randint(100, 200),
+                output_tokens=rng.randint(10, 50),
+                cost_usd=0.001,
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def compare_rows(
+    capsys: pytest.CaptureFixture[str], *argv: str
+) -> dict[str, dict[str, Any]]:
+    assert main(["compare", *argv, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    return {row["figure"]: row for row in result["rows"]}
+
+
+def test_compare_real_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.3, errors_b=0.06)
+    rows = compare_rows(
+        capsys, str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"
+    )
+    assert rows["calls"]["a"] == 1_500
+    assert rows["calls"]["b"] == 1_500
+    assert rows["latency_ms_p50"]["significant"] is True
+    assert rows["latency_ms_p50"]["relative_change"] > 0.15
+    assert rows["error_rate"]["significant"] is True
+    assert rows["error_rate"]["test"] == "two-proportion-z"
+    assert rows["cost_usd_per_call"]["significant"] is None
+
+
+def test_compare_no_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.0, errors_b=0.02)
+    rows = compare_rows(
+        capsys, str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"
+    )
+    assert rows["latency_ms_p50"]["significant"] is False
+    assert rows["latency_ms_p95"]["significant"] is False
+    assert rows["error_rate"]["significant"] is False
+
+
+def test_compare_split_at_instant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.3, errors_b=0.02)
+    rows = compare_rows(capsys, str(path), "--after", at(5_000).isoformat())
+    assert rows["calls"]["a"] == 1_500
+    assert rows["calls"]["b"] == 1_500
+    assert rows["latency_ms_p50"]["significant"] is True
+
+
+def test_compare_gap_between_sides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.0, errors_b=0.02)
+    rows = compare_rows(
+        capsys,
+        str(path),
+        "--before",
+        at(1_000).isoformat(),
+        "--after",
+        at(11_000).isoformat(),
+    )
+    assert rows["calls"]["a"] == 500
+    assert rows["calls"]["b"] == 1_000
+
+
+def test_compare_table_flags_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.3, errors_b=0.02)
+    argv = [str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"]
+    assert main(["compare", *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["v3", "v4", "change", "p-value"]
+    latency = next(line for line in lines if line.startswith("latency_ms_p50"))
+    assert latency.endswith("*")
+    tokens = next(line for line in lines if line.startswith("tokens_per_call"))
+    assert not tokens.endswith("*")
+
+
+def test_compare_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = synthetic_calls(tmp_path / "e.jsonl", slower_b=1.0, errors_b=0.02)
+    argv = ["--field", "prompt_template_id", "--a", "v3", "--b", "v4"]
+    assert main(["compare", str(path), *argv, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "figure,a,b,change,relative_change,test,p_value,significant"
+    assert lines[1].startswith("calls,1500,1500,0,")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "pass either --field"),
+        (["--field", "model", "--a", "x"], "must be given together"),
+        (
+            [
+                "--field",
+                "model",
+                "--a",
+                "x",
+                "--b",
+                "y",
+                "--after",
+                "2026-01-01T00:00:00Z",
+            ],
+            "pass either --field",
+        ),
+        (
+            ["--before", "2026-03-02T00:00:00Z", "--after", "2026-03-01T00:00:00Z"],
+            "earlier than --before",
+        ),
+    ],
+)
+def test_compare_invalid_sides(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line() + "\n")
+    assert main(["compare", str(path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compare_invalid_alpha(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line() + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(path), "--after", at(0).isoformat(), "--alpha", "5"])
+    assert exit_info.value.code == 2
+    assert "invalid alpha '5'" in capsys.readouterr().err

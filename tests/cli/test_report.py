@@ -1,0 +1,341 @@
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmobs_core.cli import main
+from tests.cli._events import at, call_line, feedback_line
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main([*argv, "--format", "json"]) == 0
+    result: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return result
+
+
+def rows_by_group(result: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    return {
+        ",".join(row["group"].values()): row for row in result["groups"][index]["rows"]
+    }
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    lines = [
+        call_line(
+            request_id="r1",
+            feature_name="chat",
+            prompt_template_id="v3",
+            latency_ms=100.0,
+            input_tokens=100,
+            output_tokens=10,
+            cost_usd=0.002,
+        ),
+        call_line(
+            request_id="r2",
+            feature_name="chat",
+            prompt_template_id="v4",
+            latency_ms=300.0,
+            status="timeout",
+            cost_usd=None,
+        ),
+        call_line(
+            request_id="r3",
+            feature_name="search",
+            model="gpt-4o",
+            prompt_template_id="v3",
+            latency_ms=50.0,
+            time_to_first_token_ms=20.0,
+            streaming=True,
+            input_tokens=40,
+            output_tokens=4,
+            cost_usd=0.01,
+            extra={"variant": "b"},
+        ),
+        call_line(
+            request_id="r4",
+            feature_name="search",
+            latency_ms=10.0,
+            status="ok",
+            cache_hit=True,
+            cost_usd=0.0,
+            cost_source="cache-hit",
+        ),
+    ]
+    return write_lines(tmp_path / "events.jsonl", lines)
+
+
+def test_report_totals(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    totals = run_json(capsys, "report", str(events))["totals"]
+    assert totals["calls"] == 4
+    assert totals["errors"] == 1
+    assert totals["error_rate"] == 0.25
+    assert totals["cache_hits"] == 1
+    assert totals["input_tokens"] == 140
+    assert totals["output_tokens"] == 14
+    assert totals["cost_usd"] == pytest.approx(0.012)
+    assert totals["cost_usd_per_1k_calls"] == pytest.approx(3.0)
+    assert totals["unpriced_calls"] == 1
+    assert totals["statuses"] == {"ok": 3, "timeout": 1}
+    assert totals["latency_ms_p99"] == pytest.approx(300.0, rel=0.01)
+    assert totals["time_to_first_token_ms_p50"] == pytest.approx(20.0, rel=0.01)
+
+
+def test_report_by_feature(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_json(capsys, "report", str(events), "--by", "feature_name")
+    rows = rows_by_group(result)
+    assert rows["chat"]["calls"] == 2
+    assert rows["chat"]["error_rate"] == 0.5
+    assert rows["search"]["calls"] == 2
+    assert rows["search"]["cost_usd"] == pytest.approx(0.01)
+    assert result["groups"][0]["by"] == ["feature_name"]
+
+
+def test_report_several_groupings(
+    events: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_json(
+        capsys, "report", str(events), "--by", "model", "--by", "feature_name,model"
+    )
+    assert set(rows_by_group(result, 0)) == {"gpt-4o-mini", "gpt-4o"}
+    combined = rows_by_group(result, 1)
+    assert set(combined) == {"chat,gpt-4o-mini", "search,gpt-4o", "search,gpt-4o-mini"}
+
+
+def test_report_variant_from_extra(
+    events: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = rows_by_group(run_json(capsys, "report", str(events), "--by", "variant"))
+    assert rows["b"]["calls"] == 1
+    assert rows["(none)"]["calls"] == 3
+
+
+def test_report_top_by_cost(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_json(capsys, "report", str(events), "--by", "model", "--top", "1")
+    rows = result["groups"][0]["rows"]
+    assert [row["group"]["model"] for row in rows] == ["gpt-4o"]
+    assert result["groups"][0]["group_count"] == 2
+
+
+def test_report_table_aligned(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(events), "--by", "feature_name"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Totals\n")
+    assert "By feature_name\n" in out
+    table = out.split("By feature_name\n")[1].strip().splitlines()
+    assert table[0].split()[:3] == ["feature_name", "calls", "errors"]
+    assert len({len(line) for line in table}) == 1, "rows are not aligned"
+    chat = next(line for line in table if line.startswith("chat"))
+    assert "50.00%" in chat
+
+
+def test_report_csv(events: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(events), "--by", "feature_name", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["by"], row["group"]) for row in rows] == [
+        ("total", ""),
+        ("feature_name", "search"),
+        ("feature_name", "chat"),
+    ]
+    assert rows[0]["calls"] == "4"
+    assert float(rows[2]["error_rate"]) == 0.5
+
+
+def test_report_skips_malformed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = call_line()
+    missing = json.loads(good)
+    del missing["model"]
+    wrong = json.loads(good)
+    wrong["latency_ms"] = "fast"
+    naive = json.loads(good)
+    naive["timestamp"] = "2026-03-01T00:00:00"
+
+    path = write_lines(
+        tmp_path / "mixed.jsonl",
+        [
+            good,
+            "{not json",
+            "[1, 2]",
+            json.dumps(missing),
+            json.dumps(wrong),
+            "",
+            json.dumps(naive),
+        ],
+    )
+    result = run_json(capsys, "report", str(path))
+
+    assert result["totals"]["calls"] == 1
+    skipped = result["skipped_lines"]
+    assert skipped["count"] == 5
+    assert skipped["reasons"]["invalid JSON"] == 1
+    assert skipped["reasons"]["missing field model"] == 1
+    assert skipped["reasons"]["latency_ms is not a number >= 0"] == 1
+    assert skipped["reasons"]["timestamp has no UTC offset"] == 1
+    assert skipped["examples"][0] == f"{path}:2: invalid JSON"
+    assert main(["report", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 5 malformed lines" in err
+
+
+def test_report_reads_older_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = {
+        "schema_version": "1.0",
+        "timestamp": "2025-06-01T10:00:00Z",
+        "request_id": "old-1",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": "b7ad6b7169203331",
+        "feature_name": "chat",
+        "model": "gpt-4o-mini",
+        "latency_ms": 250,
+        "status": "ok",
+    }
+    path = write_lines(tmp_path / "old.jsonl", [json.dumps(old), call_line()])
+    result = run_json(capsys, "report", str(path), "--by", "prompt_template_id")
+    assert result["skipped_lines"]["count"] == 0
+    assert result["totals"]["calls"] == 2
+    assert result["totals"]["input_tokens"] == 0
+    assert result["totals"]["unpriced_calls"] == 2
+    assert rows_by_group(result)["(none)"]["calls"] == 2
+
+
+def test_report_gzip(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = tmp_path / "events.jsonl.gz"
+    packed.write_bytes(gzip.compress(events.read_bytes()))
+    result = run_json(capsys, "report", str(packed), str(events))
+    assert result["totals"]["calls"] == 8
+
+
+def test_report_stdin(
+    events: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = events.read_text() + feedback_line("r1", "hallucination", 1) + "\n"
+    stdin = io.TextIOWrapper(io.BytesIO(lines.encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    result = run_json(capsys, "report", "-", "--by", "feature_name")
+    assert result["totals"]["calls"] == 4
+    assert rows_by_group(result)["chat"]["feedback"]["hallucination"]["count"] == 1
+
+
+def test_report_time_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [call_line(timestamp=at(seconds)) for seconds in (0, 60, 120, 180)]
+    path = write_lines(tmp_path / "timed.jsonl", lines)
+    since, until = at(60).isoformat(), at(180).isoformat()
+    result = run_json(capsys, "report", str(path), "--since", since, "--until", until)
+    assert result["totals"]["calls"] == 2
+    result = run_json(capsys, "report", str(path), "--since", "2026-03-01T00:02:00Z")
+    assert result["totals"]["calls"] == 2
+
+
+def test_report_feedback_join(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback = write_lines(
+        tmp_path / "feedback.jsonl",
+        [
+            feedback_line("r1", "hallucination", 1),
+            feedback_line("r2", "hallucination", 1),
+            feedback_line("r3", "hallucination", 1),
+            feedback_line("r3", "rating", 4),
+            feedback_line("r1", "rating", 2),
+            feedback_line("unknown", "rating", 5),
+        ],
+    )
+    result = run_json(
+        capsys, "report", str(feedback), str(events), "--by", "prompt_template_id"
+    )
+    rows = rows_by_group(result)
+    assert rows["v3"]["feedback"]["hallucination"] == {"count": 2, "mean": 1.0}
+    assert rows["v3"]["feedback"]["rating"] == {"count": 2, "mean": 3.0}
+    assert rows["v4"]["feedback"] == {"hallucination": {"count": 1, "mean": 1.0}}
+    assert result["feedback"] == {"events": 6, "unmatched": 1}
+    assert (
+        main(["report", str(events), str(feedback), "--by", "prompt_template_id"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "hallucination n/mean" in out
+
+
+def test_report_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "no-such-file.jsonl"]) == 1
+    assert "'no-such-file.jsonl' not found" in capsys.readouterr().err
+
+
+def test_report_truncated_gzip(
+    events: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = tmp_path / "cut.jsonl.gz"
+    packed.write_bytes(gzip.compress(events.read_bytes())[:-12])
+    assert main(["report", str(packed)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--by", "colour"], "invalid --by field 'colour'"),
+        (["--top", "0"], "invalid count '0'"),
+        (["--since", "yesterday"], "invalid timestamp 'yesterday'"),
+        (["--since", "2026-01-01T00:00:00"], "has no UTC offset"),
+    ],
+)
+def test_report_invalid_arguments(
+    events: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(events), *argv])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_report_module_subprocess(events: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmobs_core.cli",
+            "report",
+            str(events),
+            "--by",
+            "model",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "By model" in result.stdout
+    assert "gpt-4o-mini" in result.stdout
+
+
+def test_report_scale_benchmark_runs() -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report_scale", "--lines", "500"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| 500 |" in result.stdout
