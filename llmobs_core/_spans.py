@@ -19,6 +19,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import Attributes
 
 from llmobs_core._ids import new_span_id, new_trace_id
+from llmobs_core._status import error_type_name
 
 logger = logging.getLogger("llmobs_core.stages")
 
@@ -92,3 +93,19 @@ def reset_variable(variable: ContextVar[T], token: Token[T] | None) -> None:
         variable.reset(token)
     except ValueError:
         logger.debug("%s ended in a different context; not reset", variable.name)
+
+
+def record_exception_type(span: Span, error: BaseException) -> None:
+    """Add an ``exception`` event with the exception's type only.
+
+    ``Span.record_exception`` would also store the message and stack trace,
+    which can quote user text (a provider error echoing the prompt, a
+    ``ValueError`` showing the input), and span attributes must carry none.
+    """
+    span.add_event(
+        "exception",
+        {
+            "exception.type": error_type_name(error),
+            "exception.escaped": True,
+        },
+    )

@@ -65,6 +65,10 @@ PERIODS: Mapping[str, timedelta] = MappingProxyType(
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
 
 
+LIMIT_TOLERANCE_USD = 1e-6
+"""Spend this close below a limit counts as reaching it (float sums)."""
+
+
 class BudgetOutcome(enum.StrEnum):
     """Outcome of a budget decision, from least to most restrictive."""
 
@@ -146,8 +150,12 @@ class Budget:
         return start, start + PERIODS[self.period]
 
     def outcome(self, spent_usd: float) -> BudgetOutcome:
-        """Return the outcome for a call when ``spent_usd`` is already spent."""
-        if spent_usd >= self.limit_usd:
+        """Return the outcome for a call when ``spent_usd`` is already spent.
+
+        Spend within a micro-dollar of the limit counts as at the limit, so
+        float sums such as ten times 0.1 reach a limit of 1.0.
+        """
+        if spent_usd >= self.limit_usd - LIMIT_TOLERANCE_USD:
             return BudgetOutcome.DENY
         if spent_usd > self.soft_ratio * self.limit_usd:
             return BudgetOutcome.DEGRADE
@@ -345,12 +353,12 @@ class BudgetBook:
         now = self._clock()
         try:
             spent = self.store.get_many([_key(b, now) for b in matching])
+            decisions = [
+                self._decision(budget, amount, now)
+                for budget, amount in zip(matching, spent, strict=True)
+            ]
         except Exception as error:  # noqa: BLE001 - never fail the request
             return self._count(self._store_failed(matching[0], now, error))
-        decisions = [
-            self._decision(budget, amount, now)
-            for budget, amount in zip(matching, spent, strict=True)
-        ]
         return self._count(min(decisions, key=_restrictiveness))
 
     def add_spend(

@@ -26,7 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmobs_core import _semconv as semconv
 from llmobs_core._headers import invalid_trace_headers
 from llmobs_core._ids import format_trace_id, is_valid_request_id, new_request_id
-from llmobs_core._spans import start_span
+from llmobs_core._spans import record_exception_type, start_span
 from llmobs_core.config import Config, ensure_configured, get_config
 from llmobs_core.context import RequestState, enter_request, exit_request
 
@@ -264,7 +264,7 @@ class ServerRequest:
             span.set_attribute(semconv.LLMOBS_CLIENT_CLOSED, True)
             status_code = status_code or CLIENT_CLOSED_STATUS
         if error is not None and not client_closed:
-            span.record_exception(error)
+            record_exception_type(span, error)
             status_code = status_code or 500
             span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))

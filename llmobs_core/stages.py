@@ -26,7 +26,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmobs_core import _semconv as semconv
 from llmobs_core._call import LLMCall
 from llmobs_core._ids import format_trace_id
-from llmobs_core._spans import detach_context, reset_variable, start_span
+from llmobs_core._spans import (
+    detach_context,
+    record_exception_type,
+    reset_variable,
+    start_span,
+)
 from llmobs_core.config import get_config
 from llmobs_core.context import RequestState, current_feature, llmobs_request
 from llmobs_core.emitters import EmitterFanout, StageEvent
@@ -116,7 +121,7 @@ class StageScope:
         finally:
             if _is_failure(error) and span.is_recording():
                 assert error is not None
-                span.record_exception(error)
+                record_exception_type(span, error)
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -150,9 +151,9 @@ def _parse_feedback(data: dict[str, Any]) -> Feedback:
         raise MalformedLine(_missing_or_wrong(data, "request_id", "a string"))
     if not isinstance(name, str):
         raise MalformedLine(_missing_or_wrong(data, "name", "a string"))
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise MalformedLine(_missing_or_wrong(data, "value", "a number"))
-    return Feedback(request_id, name, float(value))
+    if not _is_number(value):
+        raise MalformedLine(_missing_or_wrong(data, "value", "a finite number"))
+    return Feedback(request_id, name, float(value))  # type: ignore[arg-type]
 
 
 def _parse_timestamp(value: object) -> datetime:
@@ -168,7 +169,14 @@ def _parse_timestamp(value: object) -> datetime:
 
 
 def _is_number(value: object) -> bool:
-    return type(value) is int or type(value) is float
+    # json.loads accepts NaN, Infinity and integers too large for a float,
+    # none of which the aggregates can use.
+    if type(value) is int:
+        return abs(value) <= _MAX_FLOAT_INT
+    return type(value) is float and math.isfinite(value)
+
+
+_MAX_FLOAT_INT = 2**1023
 
 
 def _missing_or_wrong(data: dict[str, Any], name: str, expected: str) -> str:

@@ -414,3 +414,24 @@ def test_denied_call_status_survives_exception(
     event = observed.events[0]
     assert event["status"] == "budget_exceeded"
     assert event["error_type"] == "RuntimeError"
+
+
+def test_float_sums_reach_the_limit() -> None:
+    book = BudgetBook([Budget(name="b", scope={}, limit_usd=1.0)])
+    for _ in range(10):
+        book.add_spend(0.1)
+
+    assert book.decide().outcome is BudgetOutcome.DENY
+
+
+def test_store_returning_wrong_shape_fails_open() -> None:
+    class ShortStore(InMemoryBudgetStore):
+        def get_many(self, keys: Sequence[str]) -> list[float]:
+            return []
+
+    book = BudgetBook([Budget(name="b", scope={}, limit_usd=1.0)], store=ShortStore())
+
+    decision = book.decide()
+
+    assert decision.outcome is BudgetOutcome.ALLOW
+    assert decision.store_failed is True

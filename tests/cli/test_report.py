@@ -339,3 +339,36 @@ def test_report_scale_benchmark_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "| 500 |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(
+            '{"timestamp":"2026-03-01T10:00:03Z","model":"m","latency_ms":NaN,"status":"ok"}',
+            id="nan-latency",
+        ),
+        pytest.param(
+            '{"timestamp":"2026-03-01T10:00:03Z","model":"m","latency_ms":1,'
+            '"status":"ok","cost_usd":Infinity}',
+            id="infinite-cost",
+        ),
+        pytest.param(
+            '{"timestamp":"2026-03-01T10:00:03Z","model":"m","latency_ms":1,'
+            '"status":"ok","cost_usd":1' + "0" * 400 + "}",
+            id="huge-integer",
+        ),
+    ],
+)
+def test_report_skips_non_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    good = (
+        '{"timestamp":"2026-03-01T10:00:00Z","model":"m","latency_ms":5,"status":"ok"}'
+    )
+    path = write_lines(tmp_path / "events.jsonl", [good, line])
+
+    result = run_json(capsys, "report", str(path))
+
+    assert result["skipped_lines"]["count"] == 1
+    assert result["totals"]["calls"] == 1

@@ -499,3 +499,16 @@ def test_call_llm_mark_filtered(observed: Observed) -> None:
     (span_event,) = observed.span("call_llm").events
     assert span_event.name == "llm.guardrail"
     assert dict(span_event.attributes or {}) == {"reason": "self_harm"}
+
+
+def test_exception_event_has_no_message(observed: Observed) -> None:
+    secret = "my card is 4111111111111111 jane@example.com"
+    with pytest.raises(ValueError, match="invalid literal"), build_prompt():
+        int(secret)
+
+    (event,) = observed.span("build_prompt").events
+    assert event.name == "exception"
+    assert dict(event.attributes or {}) == {
+        "exception.type": "ValueError",
+        "exception.escaped": True,
+    }
