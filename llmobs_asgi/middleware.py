@@ -184,17 +184,21 @@ class LLMObsMiddleware:
         # NOTE: the 500 that Starlette's ServerErrorMiddleware sends for this
         # exception is sent from outside this middleware, without X-Request-ID.
         except BaseException as error:
-            cancelled = isinstance(error, asyncio.CancelledError)
-            request.finish(
-                status_code=status_code,
-                route=route(),
-                error=None if cancelled else error,
-                client_closed=disconnected or cancelled,
-            )
+            if not request.finished:
+                cancelled = isinstance(error, asyncio.CancelledError)
+                request.finish(
+                    status_code=status_code,
+                    route=route(),
+                    error=None if cancelled else error,
+                    client_closed=disconnected or cancelled,
+                )
             raise
-        request.finish(
-            status_code=status_code, route=route(), client_closed=disconnected
-        )
+        # Usually the last body message finished the request already, and
+        # resolving the route again would be wasted work.
+        if not request.finished:
+            request.finish(
+                status_code=status_code, route=route(), client_closed=disconnected
+            )
 
     def _with_request_id(self, message: Message, request_id: bytes) -> Message:
         name = self._request_id_header

@@ -201,6 +201,11 @@ class ServerRequest:
         request.annotate_outer_span()
         return request
 
+    @property
+    def finished(self) -> bool:
+        """Whether ``finish`` has run."""
+        return self._finished
+
     def finish(
         self,
         *,

@@ -20,6 +20,8 @@ from llmobs_core.providers._usage import (
 )
 
 
+# NOTE: tested with the REST JSON and snake_case dicts; the google-genai SDK's
+# objects are read through the same attribute names but were not installed.
 def read_generate_content(response: Any) -> Usage | None:
     """Return the usage of a response or stream chunk, or None if not one."""
     usage = read_field(response, "usage_metadata", "usageMetadata")
