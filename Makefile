@@ -28,6 +28,7 @@ test: $(STAMP) tools
 tools:
 	sh deploy/prometheus/install-tools.sh
 	sh deploy/install-redis.sh
+	sh deploy/install-chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from llmobs_core.cli.compare import SideOf, build_comparison
 from llmobs_core.cli.compare_output import (
@@ -12,23 +13,46 @@ from llmobs_core.cli.compare_output import (
     render_compare_text,
 )
 from llmobs_core.cli.formats import render_csv, render_json, render_text
+from llmobs_core.cli.html import collect_chart_data, render_html
 from llmobs_core.cli.inputs import InputError, Inputs
 from llmobs_core.cli.records import Call, SkippedLines
 from llmobs_core.cli.report import Window, build_report
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Print the report of ``args.files``; return the exit status."""
+    """Print the report of ``args.files``, and write it as HTML with ``--html``.
+
+    Returns:
+        The exit status: 0, or 1 when an input cannot be read or the HTML
+        file cannot be written.
+    """
     window = Window(args.since, args.until)
     try:
         with Inputs(args.files) as inputs:
             report = build_report(inputs, args.by, window)
+            charts = None
+            if args.html is not None:
+                charts = collect_chart_data(inputs, window)
     except InputError as error:
         sys.stderr.write(f"llmobs report: {error}\n")
         return 1
     render = {"table": render_text, "json": render_json, "csv": render_csv}
     sys.stdout.write(render[args.format](report, args.top))
     _warn_skipped(report.skipped)
+    if charts is not None:
+        return _write_html(args.html, render_html(report, args.top, charts))
+    return 0
+
+
+def _write_html(path: str, page: str) -> int:
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as error:
+        sys.stderr.write(
+            f"llmobs report: failed to write the HTML report {path!r}: "
+            f"{error.strerror or error}\n"
+        )
+        return 1
     return 0
 
 

@@ -50,9 +50,7 @@ def render_text(report: Report, top: int | None) -> str:
     ]
     for grouping, table in report.groups.items():
         rows = top_groups(table, top)
-        title = f"By {', '.join(grouping)}"
-        if top is not None and len(table) > top:
-            title += f" (top {top} of {len(table)} by cost)"
+        title = grouping_title(grouping, len(table), top)
         sections.append(f"{title}\n{_table(grouping, rows)}")
     if report.feedback_events:
         sections.append(
@@ -62,7 +60,22 @@ def render_text(report: Report, top: int | None) -> str:
     return "\n\n".join(sections) + "\n"
 
 
+def grouping_title(grouping: Sequence[str], group_count: int, top: int | None) -> str:
+    """Return the title of one grouping's table, noting a ``--top`` cut."""
+    title = f"By {', '.join(grouping)}"
+    if top is not None and group_count > top:
+        title += f" (top {top} of {group_count} by cost)"
+    return title
+
+
 def _table(titles: Sequence[str], rows: list[tuple[GroupKey, GroupStats]]) -> str:
+    return _align(table_cells(titles, rows), text_columns=len(titles))
+
+
+def table_cells(
+    titles: Sequence[str], rows: list[tuple[GroupKey, GroupStats]]
+) -> list[list[str]]:
+    """Return the header and one formatted row per group, as text cells."""
     names = sorted({name for _key, stats in rows for name in stats.feedback})
     header = [*titles, *(title for _key, title, _f in _COLUMNS)]
     header += [f"{name} n/mean" for name in names]
@@ -78,7 +91,7 @@ def _table(titles: Sequence[str], rows: list[tuple[GroupKey, GroupStats]]) -> st
                 else f"{feedback['count']} / {feedback['mean']:.3g}"
             )
         lines.append(cells)
-    return _align(lines, text_columns=len(titles))
+    return lines
 
 
 def _cell(value: Any, fmt: str) -> str:

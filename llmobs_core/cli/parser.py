@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="show only the N costliest groups",
     )
+    report.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the tables, a cost chart and a latency chart to FILE "
+        "as one self-contained HTML page",
+    )
     compare = commands.add_parser(
         "compare", help="two slices of calls side by side, with significance tests"
     )
