@@ -23,7 +23,7 @@ __all__ = ["LLMObsMiddleware"]
 
 SCOPE_KEY = "llmobs.request"
 """Scope key set while an ``LLMObsMiddleware`` handles the request; a second
-copy of the middleware in the same stack sees it and passes through."""
+copy of the middleware in the same stack finds it and passes through."""
 
 
 class LLMObsMiddleware:

@@ -80,7 +80,7 @@ def configure(
             Prometheus and OpenTelemetry span emitters.
         registry: Prometheus registry for the default Prometheus emitter; by
             default ``prometheus_client.REGISTRY``. With ``emitters`` it still
-            holds llmobs' own counters (emitter errors, rejected debug tokens)
+            contains llmobs' own counters (emitter errors, rejected debug tokens)
             unless one of the emitters is a ``PrometheusEmitter``.
         tracer_provider: Tracer provider for llmobs spans; by default the
             global one, looked up when each span starts.
@@ -160,12 +160,13 @@ def configure(
 def get_config() -> Config:
     """Return the current configuration, creating the default one on first use.
 
-    Never raises, because it runs on the request path: if the default
-    configuration is invalid (a bad ``LLMOBS_HASH_KEY``, say), the error is
-    logged once at ERROR and a development configuration with a random hash
-    key is used. Call ``configure()`` or ``ensure_configured()`` at start-up
-    to have such errors raised there instead; the middlewares do so when
-    they are built.
+    Runs on the request path, so an invalid default configuration (a bad
+    ``LLMOBS_HASH_KEY``, say) is logged once at ERROR and replaced by a
+    development configuration with a random hash key. It raises only if that
+    fallback fails too, which ``PROMETHEUS_MULTIPROC_DIR`` set after
+    ``prometheus_client`` was imported causes. Call ``configure()`` or
+    ``ensure_configured()`` at start-up to have such errors raised there
+    instead, as the middlewares do when they are built.
     """
     config = _config
     if config is not None:

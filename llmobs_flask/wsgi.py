@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 ENVIRON_KEY = "llmobs.request"
 """Environ key holding the request's ``ServerRequest`` while it is served; a
-second copy of the middleware sees it and passes the request through."""
+second copy of the middleware finds it and passes the request through."""
 
 ENVIRON_ROUTE_KEY = "llmobs.route"
 """Environ key a framework sets to the matched route template."""
@@ -129,7 +129,7 @@ class LLMObsWSGIMiddleware:
 
 
 class _ResponseState:
-    """What is known about one response, and its one-time end."""
+    """State of one response: its request, its status and its once-only end."""
 
     __slots__ = ("closed", "environ", "request", "status_code")
 

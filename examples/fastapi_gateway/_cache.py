@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from typing import Protocol
 
 from examples.fastapi_gateway._prompts import ModelAnswer
 
 _SPACE = re.compile(r"\s+")
+
+
+class AnswerCache(Protocol):
+    """Cache of model answers by question, as the gateways' features use it."""
+
+    def get(self, question: str) -> ModelAnswer | None:
+        """Return the cached answer to ``question``, or None."""
+
+    def put(self, question: str, answer: ModelAnswer) -> None:
+        """Store the answer to ``question``."""
 
 
 class ResponseCache:

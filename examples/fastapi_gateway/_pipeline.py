@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 import llmobs_core as llmobs
-from examples.fastapi_gateway._cache import ResponseCache
+from examples.fastapi_gateway._cache import AnswerCache
 from examples.fastapi_gateway._knowledge import KnowledgeBase
 from examples.fastapi_gateway._prompts import ModelAnswer, PromptTemplate, finish_answer
 from examples.fastapi_gateway._sse import (
@@ -73,7 +73,7 @@ class Feature:
     knowledge: KnowledgeBase
     max_output_tokens: int
     max_answer_chars: int
-    cache: ResponseCache | None = None
+    cache: AnswerCache | None = None
     footer: str | None = None
 
 
@@ -87,7 +87,9 @@ class Prompt:
 
 
 @dataclass(slots=True)
-class _StreamedReply:
+class StreamedReply:
+    """Text of a streamed reply, collected chunk by chunk."""
+
     pieces: list[str] = field(default_factory=list)
     truncated: bool = False
 
@@ -209,7 +211,7 @@ class Gateway:
         # The call_llm scope is opened here, not in the endpoint, because
         # Starlette may iterate this generator in another task, with its own
         # copy of the context, and a scope must end in the context it began in.
-        reply = _StreamedReply()
+        reply = StreamedReply()
         try:
             with self._call_scope(feature, prompt, streaming=True) as call:
                 stream = await self._open_stream(feature, prompt, behavior)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import llmobs_core as llmobs
 from examples.fastapi_gateway._cache import ResponseCache
 from examples.fastapi_gateway._knowledge import KnowledgeBase, Passage
+from examples.fastapi_gateway._pipeline import Feature, Prompt, StreamedReply
 from examples.fastapi_gateway._prompts import ModelAnswer, PromptTemplate, finish_answer
 
 logger = logging.getLogger("examples.flask_gateway")
@@ -73,61 +74,6 @@ class SharedCache:
         """Store the answer to ``question``."""
         with self._lock:
             self._cache.put(question, answer)
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    """Settings of one gateway feature.
-
-    Attributes:
-        name: Feature name, as in the events and metrics.
-        model: Model requested from the provider.
-        template: Prompt template.
-        knowledge: Knowledge base searched for context.
-        max_output_tokens: Limit on the model's answer, in tokens.
-        max_answer_chars: Limit on the answer sent to the client, in characters.
-        cache: Answer cache, or None to always call the provider.
-        footer: Paragraph appended to every answer, if any.
-    """
-
-    name: str
-    model: str
-    template: PromptTemplate
-    knowledge: KnowledgeBase
-    max_output_tokens: int
-    max_answer_chars: int
-    cache: SharedCache | None = None
-    footer: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Prompt:
-    """The prompt built for one request, with the ids of the passages in it."""
-
-    question: str
-    messages: list[ChatCompletionMessageParam]
-    sources: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class _StreamedReply:
-    pieces: list[str] = field(default_factory=list)
-    truncated: bool = False
-
-    def add(self, chunk: ChatCompletionChunk) -> str:
-        """Store the chunk's text and return it ("" for chunks without text)."""
-        if not chunk.choices:
-            return ""
-        choice = chunk.choices[0]
-        if choice.finish_reason == "length":
-            self.truncated = True
-        text = choice.delta.content or ""
-        if text:
-            self.pieces.append(text)
-        return text
-
-    def answer(self) -> ModelAnswer:
-        return ModelAnswer("".join(self.pieces), self.truncated)
 
 
 class Gateway:
@@ -241,7 +187,7 @@ class Gateway:
         # The call_llm scope lives in the generator, so it spans the whole
         # stream. If the client goes away, the server closes the response and
         # GeneratorExit ends the scope here, with status "cancelled".
-        reply = _StreamedReply()
+        reply = StreamedReply()
         try:
             with (
                 self._call_scope(feature, prompt, streaming=True) as call,

@@ -35,11 +35,11 @@ from pydantic import ValidationError
 
 import llmobs_core as llmobs
 from examples.fastapi_gateway._knowledge import NUTRITION_FACTS, PRODUCT_HELP
+from examples.fastapi_gateway._pipeline import Feature
 from examples.fastapi_gateway._prompts import ASSISTANT_TEMPLATE, NUTRITION_TEMPLATE
 from examples.flask_gateway._pipeline import (
     BEHAVIOR_HEADER,
     ChatRequest,
-    Feature,
     Gateway,
     SharedCache,
 )

@@ -1,4 +1,4 @@
-"""What user content llmobs may capture, and the key it hashes with."""
+"""Privacy policy: the user content llmobs may capture, and its hash key."""
 
 from __future__ import annotations
 
