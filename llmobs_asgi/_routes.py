@@ -78,11 +78,17 @@ class RouteResolver:
 
     def _template(self, scope: Scope, base_path: str) -> str | None:
         root_path: str = scope.get("root_path", "")
+        route = scope.get("route")
+        if not root_path and not base_path and "fastapi" not in scope:
+            # No root path, no mount and no FastAPI route context: the
+            # matched route's own template, as the general case finds it.
+            path_format = getattr(route, "path_format", None)
+            if isinstance(path_format, str) and not isinstance(route, Mount):
+                return path_format or "/"
         if root_path.startswith(base_path):
             prefix = root_path[len(base_path) :]
         else:
             base_path, prefix = "", root_path
-        route = scope.get("route")
         mounts = self._mounts_for(prefix, scope, base_path)
         leaf = _route_template(scope, route)
         if leaf is None:

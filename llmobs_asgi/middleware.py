@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from asgiref.compatibility import guarantee_single_callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmobs_asgi._interop import HANDOFF_KEY, AppChain, scan_app
 from llmobs_asgi._routes import RouteResolver
-from llmobs_core._headers import decode_header
 from llmobs_core.emitters import flush_all
 from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
     ServerSettings,
-    carrier_from_pairs,
 )
 
 __all__ = ["LLMObsMiddleware"]
@@ -125,26 +123,10 @@ class LLMObsMiddleware:
             method=scope["method"],
             path=scope["path"],
             scheme=scope.get("scheme", "http"),
-            headers=carrier_from_pairs(
-                (name.decode("latin-1"), decode_header(value))
-                for name, value in scope["headers"]
-            ),
+            headers=_carrier(scope["headers"]),
         )
         scope[SCOPE_KEY] = request
-        try:
-            await self._serve(request, app, scope, receive, send)
-        finally:
-            del scope[SCOPE_KEY]
-            request.close()
-
-    async def _serve(
-        self,
-        request: ServerRequest,
-        app: ASGIApp,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
+        # One coroutine, not two: the frame of every await costs per request.
         status_code: int | None = None
         trailers = False
         disconnected = False
@@ -168,8 +150,12 @@ class LLMObsMiddleware:
                 status_code = message["status"]
                 trailers = message.get("trailers", False)
                 message = self._with_request_id(message, request_id)
-            ends = _ends_response(message, trailers)
-            if ends:
+                ends = False
+            elif kind == "http.response.body":
+                ends = not trailers and not message.get("more_body", False)
+            else:
+                ends = _ends_other(message)
+            if ends and request.outer_span is not None:
                 request.annotate_outer_span()
             try:
                 await send(message)
@@ -193,31 +179,52 @@ class LLMObsMiddleware:
                     client_closed=disconnected or cancelled,
                 )
             raise
-        # Usually the last body message finished the request already, and
-        # resolving the route again would be wasted work.
-        if not request.finished:
-            request.finish(
-                status_code=status_code, route=route(), client_closed=disconnected
-            )
+        else:
+            # Usually the last body message finished the request already,
+            # and resolving the route again would be wasted work.
+            if not request.finished:
+                request.finish(
+                    status_code=status_code, route=route(), client_closed=disconnected
+                )
+        finally:
+            del scope[SCOPE_KEY]
+            request.close()
 
     def _with_request_id(self, message: Message, request_id: bytes) -> Message:
         name = self._request_id_header
-        headers = [
-            (key, value)
-            for key, value in message.get("headers", ())
-            if key.lower() != name
-        ]
+        headers = list(message.get("headers", ()))
+        for key, _ in headers:
+            if key.lower() == name:
+                headers = [(k, v) for k, v in headers if k.lower() != name]
+                break
         headers.append((name, request_id))
         return {**message, "headers": headers}
 
 
-def _ends_response(message: Message, trailers: bool) -> bool:
+def _ends_other(message: Message) -> bool:
+    """Return whether a message other than start or body ends the response."""
     kind: str = message["type"]
-    if kind == "http.response.body":
-        return not trailers and not bool(message.get("more_body", False))
     if kind == "http.response.trailers":
         return not bool(message.get("more_trailers", False))
     return kind == "http.response.pathsend"
+
+
+def _carrier(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Decode ASGI headers into a mapping with lower-case names.
+
+    Does what ``carrier_from_pairs`` does, in one loop.
+    """
+    carrier: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        if name in carrier:
+            value = f"{carrier[name]},{value}"
+        carrier[name] = value
+    return carrier
 
 
 def _flush_before_shutdown_complete(send: Send) -> Send:

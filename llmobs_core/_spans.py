@@ -41,10 +41,11 @@ def start_span(
     span with the parent's trace id (or a new one) and a new span id, so that
     events and outgoing ``traceparent`` headers still correlate.
     """
-    parent = trace.get_current_span(context)
     span = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
-    span_context = span.get_span_context()
-    if span is not parent and span_context.is_valid:
+    if span.is_recording():
+        return span
+    parent = trace.get_current_span(context)
+    if span is not parent and span.get_span_context().is_valid:
         return span
 
     parent_context = parent.get_span_context()

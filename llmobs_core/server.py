@@ -66,6 +66,17 @@ class HeaderNames:
         return HeaderNames(**{k: v.lower() for k, v in _as_dict(self).items()})
 
 
+_OPTIONAL_HEADERS = (
+    "tenant_id",
+    "tenant_tier",
+    "session_id",
+    "platform",
+    "app_version",
+    "region",
+)
+"""``HeaderNames`` fields copied, cleaned, to the ``RequestState`` attribute of
+the same name."""
+
 # Longest accepted value of a tenant, session or similar header; longer values
 # are cut so a client cannot make events arbitrarily large.
 MAX_ATTRIBUTE_LENGTH = 256
@@ -96,13 +107,22 @@ class ServerSettings:
         excluded_paths: Sequence[str] = (),
         region: str | None = None,
     ) -> None:
-        self.headers = (headers or HeaderNames()).lowered()
+        self.headers = names = (headers or HeaderNames()).lowered()
+        self.optional_headers = tuple(
+            (attribute, getattr(names, attribute)) for attribute in _OPTIONAL_HEADERS
+        )
         self.features = tuple(
             (_compile_pattern(pattern, "features"), _check_name(name, pattern))
             for pattern, name in (features or {}).items()
         )
         self.excluded = tuple(
             _compile_pattern(pattern, "excluded_paths") for pattern in excluded_paths
+        )
+        # One alternation runs every request; most apps exclude a path or two.
+        self._excluded_match = (
+            re.compile("|".join(f"(?:{p.pattern})" for p in self.excluded)).fullmatch
+            if self.excluded
+            else None
         )
         self.region = region
         # A configuration error from the environment surfaces at start-up,
@@ -118,7 +138,8 @@ class ServerSettings:
 
     def is_excluded(self, path: str) -> bool:
         """Return whether requests to ``path`` are passed through untouched."""
-        return any(pattern.fullmatch(path) for pattern in self.excluded)
+        match = self._excluded_match
+        return match is not None and match(path) is not None
 
 
 class ServerRequest:
@@ -130,6 +151,7 @@ class ServerRequest:
     __slots__ = (
         "_finished",
         "_otel_token",
+        "_started_with",
         "_tokens",
         "method",
         "outer_span",
@@ -149,6 +171,7 @@ class ServerRequest:
         self.outer_span = outer_span
         self.method = method
         self._finished = False
+        self._started_with = (state.feature_name, state.tenant_id, state.tenant_tier)
         self._tokens = enter_request(state)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
 
@@ -175,30 +198,43 @@ class ServerRequest:
         config = get_config()
         state = _state_from_headers(settings, headers, config.hasher)
         state.debug = _debug_allowed(config, headers, state)
-        state.feature_name = settings.feature_for(path)
-        span_method = method if method in KNOWN_METHODS else "HTTP"
-        attributes = _span_attributes(method, path, scheme, state)
+        state.feature_name = feature = settings.feature_for(path)
+        known = method in KNOWN_METHODS
+        span_method = method if known else "HTTP"
+        # Every attribute known now goes in at the start: one write, where
+        # setting them later would take a lock and a check per attribute.
+        attributes: dict[str, Any] = {
+            semconv.HTTP_REQUEST_METHOD: method if known else "_OTHER",
+            semconv.URL_PATH: path,
+            semconv.URL_SCHEME: scheme,
+            semconv.LLMOBS_REQUEST_ID: state.request_id,
+        }
+        if not known:
+            attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method
+        if feature is not None:
+            attributes[semconv.LLM_FEATURE_NAME] = feature
+        if state.tenant_id is not None:
+            attributes[semconv.LLMOBS_TENANT_ID] = state.tenant_id
+        if state.tenant_tier is not None:
+            attributes[semconv.LLMOBS_TENANT_TIER] = state.tenant_tier
         outer = _active_server_span()
         if outer is not None:
             span = start_span(
                 config.tracer, f"llmobs {span_method}", attributes=attributes
             )
         else:
-            # Only the headers count: the ambient context may be a previous
-            # request's, left on a task the server reuses.
-            carrier = _without_invalid_trace_headers(headers, config, state)
-            parent = propagate.extract(carrier, context=otel_context.Context())
             span = start_span(
                 config.tracer,
                 span_method,
-                context=parent,
+                context=_parent_context(headers, config, state),
                 kind=SpanKind.SERVER,
                 attributes=attributes,
             )
         state.trace_id = format_trace_id(span.get_span_context().trace_id)
 
         request = cls(state, span, outer, span_method)
-        request.annotate_outer_span()
+        if outer is not None:
+            request.annotate_outer_span()
         return request
 
     @property
@@ -260,24 +296,35 @@ class ServerRequest:
         error: BaseException | None,
         client_closed: bool,
     ) -> None:
+        attributes: dict[str, Any] = {}
         if route is not None:
-            span.set_attribute(semconv.HTTP_ROUTE, route)
+            attributes[semconv.HTTP_ROUTE] = route
             prefix = "llmobs " if self.outer_span is not None else ""
             span.update_name(f"{prefix}{self.method} {route}")
-        span.set_attributes(self._request_attributes())
+        # The span started with these; application code may have changed
+        # them since, through bind_context or a feature scope.
+        state = self.state
+        started = self._started_with
+        if state.feature_name != started[0] and state.feature_name is not None:
+            attributes[semconv.LLM_FEATURE_NAME] = state.feature_name
+        if state.tenant_id != started[1] and state.tenant_id is not None:
+            attributes[semconv.LLMOBS_TENANT_ID] = state.tenant_id
+        if state.tenant_tier != started[2] and state.tenant_tier is not None:
+            attributes[semconv.LLMOBS_TENANT_TIER] = state.tenant_tier
         if client_closed and error is None:
-            span.set_attribute(semconv.LLMOBS_CLIENT_CLOSED, True)
+            attributes[semconv.LLMOBS_CLIENT_CLOSED] = True
             status_code = status_code or CLIENT_CLOSED_STATUS
         if error is not None and not client_closed:
             record_exception_type(span, error)
             status_code = status_code or 500
-            span.set_attribute(semconv.ERROR_TYPE, type(error).__qualname__)
+            attributes[semconv.ERROR_TYPE] = type(error).__qualname__
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         elif status_code is not None and status_code >= 500 and not client_closed:
-            span.set_attribute(semconv.ERROR_TYPE, str(status_code))
+            attributes[semconv.ERROR_TYPE] = str(status_code)
             span.set_status(Status(StatusCode.ERROR))
         if status_code is not None:
-            span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status_code)
+            attributes[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
+        span.set_attributes(attributes)
 
     def _request_attributes(self) -> dict[str, str]:
         state = self.state
@@ -288,20 +335,6 @@ class ServerRequest:
             semconv.LLMOBS_TENANT_TIER: state.tenant_tier,
         }
         return {name: value for name, value in values.items() if value is not None}
-
-
-def _span_attributes(
-    method: str, path: str, scheme: str, state: RequestState
-) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        semconv.HTTP_REQUEST_METHOD: method if method in KNOWN_METHODS else "_OTHER",
-        semconv.URL_PATH: path,
-        semconv.URL_SCHEME: scheme,
-        semconv.LLMOBS_REQUEST_ID: state.request_id,
-    }
-    if method not in KNOWN_METHODS:
-        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = method
-    return attributes
 
 
 def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -316,6 +349,33 @@ def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         key = name.lower()
         carrier[key] = f"{carrier[key]},{value}" if key in carrier else value
     return carrier
+
+
+_W3C_HEADERS = ("traceparent", "tracestate", "baggage")
+_checked_textmap: object = None
+_reads_w3c_only = False
+
+
+def _parent_context(
+    headers: Mapping[str, str], config: Config, state: RequestState
+) -> otel_context.Context:
+    """Return the context the request's headers propagate, and nothing else.
+
+    Only the headers count: the ambient context may be a previous request's,
+    left on a task the server reuses.
+    """
+    global _checked_textmap, _reads_w3c_only
+    textmap = propagate.get_global_textmap()
+    if textmap is not _checked_textmap:
+        fields = set(textmap.fields)
+        _reads_w3c_only = bool(fields) and fields <= set(_W3C_HEADERS)
+        _checked_textmap = textmap
+    if _reads_w3c_only and all(name not in headers for name in _W3C_HEADERS):
+        # The default propagators would find nothing; most requests that
+        # reach an edge gateway carry no trace headers.
+        return otel_context.Context()
+    carrier = _without_invalid_trace_headers(headers, config, state)
+    return propagate.extract(carrier, context=otel_context.Context())
 
 
 def _without_invalid_trace_headers(
@@ -344,8 +404,10 @@ def _debug_allowed(
     policy = config.privacy
     if policy.is_debug_subject(state.tenant_id, state.user_id_hash):
         return True
+    if not policy.allow_signed_debug:
+        return False
     token = headers.get(policy.debug_header.lower())
-    if token is None or not policy.allow_signed_debug:
+    if token is None:
         return False
     reason = config.debug_tokens.check(token)
     if reason is None:
@@ -359,18 +421,23 @@ def _state_from_headers(
     settings: ServerSettings, headers: Mapping[str, str], hash_user_id: Any
 ) -> RequestState:
     names = settings.headers
-    user_id = _clean(headers.get(names.user_id))
-
-    return RequestState(
+    state = RequestState(
         request_id=_request_id(headers.get(names.request_id), names.request_id),
-        tenant_id=_clean(headers.get(names.tenant_id)),
-        tenant_tier=_clean(headers.get(names.tenant_tier)),
-        user_id_hash=hash_user_id(user_id) if user_id else None,
-        session_id=_clean(headers.get(names.session_id)),
-        platform=_clean(headers.get(names.platform)),
-        app_version=_clean(headers.get(names.app_version)),
-        region=_clean(headers.get(names.region)) or settings.region,
+        region=settings.region,
     )
+    # Most requests carry few of these headers; an absent one costs one lookup.
+    for attribute, name in settings.optional_headers:
+        value = headers.get(name)
+        if value is not None:
+            value = value.strip()[:MAX_ATTRIBUTE_LENGTH]
+            if value:
+                setattr(state, attribute, value)
+    user_id = headers.get(names.user_id)
+    if user_id is not None:
+        user_id = user_id.strip()[:MAX_ATTRIBUTE_LENGTH]
+        if user_id:
+            state.user_id_hash = hash_user_id(user_id)
+    return state
 
 
 def _request_id(received: str | None, header: str) -> str:
@@ -386,13 +453,6 @@ def _request_id(received: str | None, header: str) -> str:
         replacement,
     )
     return replacement
-
-
-def _clean(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()[:MAX_ATTRIBUTE_LENGTH]
-    return value or None
 
 
 def _active_server_span() -> Span | None:

@@ -12,7 +12,6 @@ from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
     ServerSettings,
-    carrier_from_pairs,
 )
 
 if TYPE_CHECKING:
@@ -210,19 +209,19 @@ def headers_from_environ(environ: WSGIEnvironment) -> dict[str, str]:
     WSGI servers already join repeated headers with commas, as
     ``carrier_from_pairs`` does for ASGI.
     """
-    pairs: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
     for key, value in environ.items():
-        if key.startswith("HTTP_"):
+        if key[:5] == "HTTP_":
             # PEP 3333 servers decode header bytes as Latin-1; undo that.
-            pairs.append(
-                (
-                    key[5:].replace("_", "-"),
-                    decode_header(value.encode("latin-1", "replace")),
-                )
-            )
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            pairs.append((key.replace("_", "-"), value))
-    return carrier_from_pairs(pairs)
+            if not value.isascii():
+                value = decode_header(value.encode("latin-1", "replace"))
+            headers[key[5:].replace("_", "-").lower()] = value
+        elif key in _BODY_HEADERS and value:
+            headers[key.replace("_", "-").lower()] = value
+    return headers
+
+
+_BODY_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
 def _status_code(status: str) -> int | None:
