@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from starlette.types import Receive, Scope, Send
 
 import llmobs_core as llmobs
+from benchmarks._floor import OneSpanMiddleware
 from benchmarks._harness import (
     Case,
     Samples,
@@ -110,35 +111,6 @@ async def plain_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-class SpanOnlyMiddleware:
-    """Start a SERVER span from the request headers and end it; nothing else."""
-
-    def __init__(self, app: Any, telemetry: Telemetry) -> None:
-        self.app = app
-        self.tracer = telemetry.provider.get_tracer("benchmarks.span_only")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve the request inside one span."""
-        headers = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
-        }
-        parent = propagate.extract(headers, context=otel_context.Context())
-        span = self.tracer.start_span(
-            scope["method"],
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": scope["method"],
-                "url.path": scope["path"],
-                "url.scheme": scope["scheme"],
-            },
-        )
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            span.end()
-
-
 def run_request_breakdown(
     *, requests: int, rounds: int, warmup: int
 ) -> dict[str, Samples]:
@@ -155,8 +127,8 @@ def run_request_breakdown(
         "+ Starlette OpenTelemetryMiddleware": OpenTelemetryMiddleware(
             plain_app, tracer_provider=telemetry.provider
         ),
-        "+ a middleware that only starts and ends one SDK span": SpanOnlyMiddleware(
-            plain_app, telemetry
+        "+ a middleware that only starts and ends one SDK span": OneSpanMiddleware(
+            plain_app, tracer_provider=telemetry.provider
         ),
     }
     cases = [

@@ -114,6 +114,14 @@ def _llmobs_middleware() -> Any:
     return Middleware(LLMObsMiddleware, features=FEATURES)
 
 
+def _one_span_middleware(telemetry: Telemetry) -> Any:
+    from starlette.middleware import Middleware
+
+    from benchmarks._floor import OneSpanMiddleware
+
+    return Middleware(OneSpanMiddleware, tracer_provider=telemetry.provider)
+
+
 def _otel_asgi_middleware(telemetry: Telemetry) -> Any:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from starlette.middleware import Middleware
@@ -195,6 +203,13 @@ STACKS: tuple[Stack, ...] = (
         "starlette",
         "asgi",
         lambda t: _starlette_app([_llmobs_middleware()]),
+    ),
+    Stack(
+        "starlette+one-span",
+        "Starlette + one SDK span, no other work (floor)",
+        "starlette",
+        "asgi",
+        lambda t: _starlette_app([_one_span_middleware(t)]),
     ),
     Stack(
         "starlette+otel-asgi",
@@ -282,6 +297,7 @@ COMPARISONS: tuple[tuple[str, str, str, float | None], ...] = (
     ("llmobs / OTel FastAPI", "fastapi+llmobs", "fastapi+otel-fastapi", None),
     ("llmobs / OTel Flask", "flask+llmobs", "flask+otel-flask", 1 / 2),
     ("llmobs / users' stack", "starlette+llmobs", "starlette+users-stack", None),
+    ("llmobs / one span (floor)", "starlette+llmobs", "starlette+one-span", None),
 )
 
 

@@ -46,6 +46,7 @@ LABELS = {
     "bare": "Starlette",
     "llmobs": "Starlette + llmobs",
     "otel-asgi": "Starlette + opentelemetry-instrumentation-asgi",
+    "one-span": "Starlette + one SDK span, no other work (floor)",
     "llmobs-call": "Starlette + llmobs, one stubbed `call_llm` per request",
 }
 

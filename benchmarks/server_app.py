@@ -5,6 +5,9 @@ The environment variable ``LLMOBS_BENCH_STACK`` chooses the app:
 - ``bare``: Starlette alone.
 - ``llmobs``: Starlette with ``LLMObsMiddleware``.
 - ``otel-asgi``: Starlette with ``opentelemetry-instrumentation-asgi``.
+- ``one-span``: Starlette with ``benchmarks._floor.OneSpanMiddleware``, one
+  SDK span per request and no other work: the floor of any middleware that
+  records one span per request.
 - ``llmobs-call``: ``llmobs`` whose route also runs one ``call_llm`` with
   token counts set on the handle, in place of a provider request.
 
@@ -30,7 +33,7 @@ from benchmarks._telemetry import Telemetry, set_up_telemetry
 from llmobs_asgi import LLMObsMiddleware
 
 STACK_ENV = "LLMOBS_BENCH_STACK"
-STACKS = ("bare", "llmobs", "otel-asgi", "llmobs-call")
+STACKS = ("bare", "llmobs", "otel-asgi", "one-span", "llmobs-call")
 HELLO_PATH = "/hello"
 FEATURES = {"/hello": "bench.hello"}
 PROMPT = [{"role": "user", "content": "How much protein is in an egg?"}]
@@ -60,6 +63,12 @@ def build_app(stack: str, telemetry: Telemetry) -> Starlette:
     middleware: list[Middleware] = []
     if stack in ("llmobs", "llmobs-call"):
         middleware.append(Middleware(LLMObsMiddleware, features=FEATURES))
+    elif stack == "one-span":
+        from benchmarks._floor import OneSpanMiddleware
+
+        middleware.append(
+            Middleware(OneSpanMiddleware, tracer_provider=telemetry.provider)
+        )
     elif stack == "otel-asgi":
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 

@@ -191,14 +191,21 @@ class LLMObsMiddleware:
             request.close()
 
     def _with_request_id(self, message: Message, request_id: bytes) -> Message:
+        """Set the request id header on a response start message, in place.
+
+        Starlette's own middlewares change the message the same way. A header
+        list is changed in place; any other iterable is replaced by a list.
+        """
         name = self._request_id_header
-        headers = list(message.get("headers", ()))
+        headers = message.get("headers")
+        if type(headers) is not list:
+            headers = message["headers"] = list(headers or ())
         for key, _ in headers:
             if key.lower() == name:
-                headers = [(k, v) for k, v in headers if k.lower() != name]
+                headers[:] = [(k, v) for k, v in headers if k.lower() != name]
                 break
         headers.append((name, request_id))
-        return {**message, "headers": headers}
+        return message
 
 
 def _ends_other(message: Message) -> bool:
