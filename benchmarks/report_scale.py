@@ -3,8 +3,11 @@
 Writes ``--lines`` call event lines (default 1,000,000) shaped like the JSON
 log's, plus one feedback line per 200 calls, to a temporary file, then runs
 ``python -m llmobs_core.cli report`` on it in a child process grouped by
-feature, model and prompt template. The peak memory is the child's maximum
-resident set size from ``resource.getrusage(RUSAGE_CHILDREN)``.
+feature, model and prompt template: once as installed (msgspec decodes the
+lines when the ``fast`` extra is installed) and once with the standard
+library's ``json`` only. The peak memory is each child's maximum resident set
+size from ``resource.getrusage(RUSAGE_CHILDREN)``, read after each run, so the
+second figure is the larger of the two.
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.report_scale``.
 """
@@ -30,6 +33,12 @@ MODELS = (("gpt-4o-mini", 0.15, 0.6), ("gpt-4o", 2.5, 10.0), ("claude-haiku", 0.
 TEMPLATES = ("v3", "v4", "v5")
 STATUSES = ("ok",) * 96 + ("timeout", "rate_limited", "provider_error", "cancelled")
 FEEDBACK_EVERY = 200
+# Child programs per parser; each runs ``llmobs`` with the arguments after -c.
+_RUN_CLI = "import sys; from llmobs_core.cli import main, records; "
+PARSERS = {
+    "as installed": _RUN_CLI + "sys.exit(main(sys.argv[1:]))",
+    "json only": _RUN_CLI + "records.use_msgspec(False); sys.exit(main(sys.argv[1:]))",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,16 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_events(stream, args.lines, random.Random(args.seed))
         generated = time.perf_counter() - started
         size_mb = path.stat().st_size / 1e6
-        command = [
-            sys.executable,
-            *("-m", "llmobs_core.cli", "report", str(path)),
+        arguments = [
+            *("report", str(path)),
             *("--by", "feature_name", "--by", "model", "--by", "prompt_template_id"),
             *("--format", "json"),
         ]
-        seconds, output = run_report(command)
-
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    totals = json.loads(output)["totals"]
+        runs = []
+        for parser_name, code in PARSERS.items():
+            command = [sys.executable, "-c", code, *arguments]
+            seconds, output = run_report(command)
+            peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            runs.append((parser_name, seconds, peak_mb, json.loads(output)["totals"]))
 
     print(
         f"python {platform.python_version()} on {platform.machine()}, "
@@ -64,12 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"generated {args.lines:,} call lines ({size_mb:,.0f} MB) in {generated:.1f} s"
     )
-    print("| lines | file MB | report s | lines/s | peak RSS MB |")
-    print("|---|---|---|---|---|")
-    print(
-        f"| {totals['calls']:,} | {size_mb:,.0f} | {seconds:.1f} | "
-        f"{totals['calls'] / seconds:,.0f} | {peak_mb:,.0f} |"
-    )
+    print("| parser | lines | file MB | report s | lines/s | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for parser_name, seconds, peak_mb, totals in runs:
+        print(
+            f"| {parser_name} | {totals['calls']:,} | {size_mb:,.0f} | "
+            f"{seconds:.1f} | {totals['calls'] / seconds:,.0f} | {peak_mb:,.0f} |"
+        )
     return 0
 
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from llmobs_core.cli.records import Call
+from llmobs_core.cli.records import ERROR_STATUSES, Call
 from llmobs_core.cli.sketch import QuantileSketch
-
-GROUP_FIELDS = (
-    "feature_name",
-    "model",
-    "tenant_tier",
-    "region",
-    "prompt_template_id",
-    "variant",
-)
-"""Fields that ``--by`` accepts; ``variant`` is read from ``extra`` when it is
-not a field of the event."""
 
 NULL_GROUP = "(none)"
 """Group name shown for events whose group field is null or missing."""
@@ -58,23 +49,41 @@ class GroupStats:
     def add(self, call: Call) -> None:
         """Count one call."""
         fields = call.fields
+        status = fields.status
         self.calls += 1
-        self.statuses[fields["status"]] += 1
-        if call.is_error:
+        self.statuses[status] += 1
+        if status in ERROR_STATUSES:
             self.errors += 1
-        if fields.get("cache_hit"):
+        if fields.cache_hit:
             self.cache_hits += 1
-        self.latency_ms.add(fields["latency_ms"])
-        ttft = fields.get("time_to_first_token_ms")
+        self.latency_ms.add(fields.latency_ms)
+        ttft = fields.time_to_first_token_ms
         if ttft is not None:
             self.time_to_first_token_ms.add(ttft)
-        self.input_tokens += fields.get("input_tokens") or 0
-        self.output_tokens += fields.get("output_tokens") or 0
-        cost = fields.get("cost_usd")
+        self.input_tokens += fields.input_tokens or 0
+        self.output_tokens += fields.output_tokens or 0
+        cost = fields.cost_usd
         if cost is None:
             self.unpriced_calls += 1
         else:
             self.cost_usd += cost
+
+    def merge(self, other: GroupStats) -> None:
+        """Add the calls and feedback counted in ``other``."""
+        self.calls += other.calls
+        self.errors += other.errors
+        self.cache_hits += other.cache_hits
+        self.statuses.update(other.statuses)
+        self.latency_ms.merge(other.latency_ms)
+        self.time_to_first_token_ms.merge(other.time_to_first_token_ms)
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
+        self.unpriced_calls += other.unpriced_calls
+        for name, stats in other.feedback.items():
+            mine = self.feedback.setdefault(name, FeedbackStats())
+            mine.count += stats.count
+            mine.total += stats.total
 
     def add_feedback(self, name: str, value: float) -> None:
         """Count one feedback value on the response to a call in this group."""
@@ -114,3 +123,27 @@ def group_key(call: Call, fields: tuple[str, ...]) -> tuple[str, ...]:
     """Return the call's values of ``fields``, ``NULL_GROUP`` for null ones."""
     values = (call.group_value(field) for field in fields)
     return tuple(NULL_GROUP if value is None else value for value in values)
+
+
+def group_key_function(fields: tuple[str, ...]) -> Callable[[Call], tuple[str, ...]]:
+    """Return a function of a call that returns ``group_key(call, fields)``.
+
+    The function reads all ``fields`` at once and returns them as they are
+    when they are all strings, which is the common case, and calls
+    ``group_key`` otherwise.
+    """
+    if not fields:
+        return lambda call: ()
+    getter = operator.attrgetter(*fields)
+    single = len(fields) == 1
+
+    def key(call: Call) -> tuple[str, ...]:
+        values = getter(call.fields)
+        if single:
+            values = (values,)
+        for value in values:
+            if type(value) is not str:
+                return group_key(call, fields)
+        return values
+
+    return key

@@ -10,41 +10,74 @@ from llmobs_core.cli.aggregate import GroupStats
 from llmobs_core.cli.inputs import Inputs
 from llmobs_core.cli.records import Call, Feedback, SkippedLines, parse_lines
 from llmobs_core.cli.report import Window
-from llmobs_core.cli.stats import Reservoir, mann_whitney_p, two_proportion_p
+from llmobs_core.cli.stats import (
+    Reservoir,
+    RunningMoments,
+    mann_whitney_p,
+    two_proportion_p,
+    welch_t_p,
+)
 
 # Returns "a", "b" or None (the call is on neither side).
 SideOf = Callable[[Call], str | None]
 
 
+# Figures whose change is tested with Welch's t-test on the per-call values.
+MEAN_FIGURES = (
+    "tokens_per_call",
+    "input_tokens_per_call",
+    "output_tokens_per_call",
+    "cost_usd_per_call",
+)
+
+
 @dataclasses.dataclass(slots=True)
 class Side:
-    """Figures of one side, with a latency sample for the rank test."""
+    """Figures of one side, with a latency sample and per-call moments.
+
+    Attributes:
+        label: Name of the side in the output.
+        stats: Totals of the side's calls.
+        latency_sample: Latencies for the Mann-Whitney U test.
+        means: Per ``MEAN_FIGURES`` name, the moments of the per-call values.
+            Token figures count only the calls that reported them;
+            ``tokens_per_call`` is input plus output tokens of the calls that
+            reported input tokens. Cost counts every call, unpriced ones as 0.
+    """
 
     label: str
     stats: GroupStats = dataclasses.field(default_factory=GroupStats)
     latency_sample: Reservoir = dataclasses.field(default_factory=Reservoir)
-    token_calls: int = 0
+    means: dict[str, RunningMoments] = dataclasses.field(
+        default_factory=lambda: {name: RunningMoments() for name in MEAN_FIGURES}
+    )
 
     def add(self, call: Call) -> None:
         """Count one call."""
+        fields = call.fields
         self.stats.add(call)
-        self.latency_sample.add(call.fields["latency_ms"])
-        if call.fields.get("input_tokens") is not None:
-            self.token_calls += 1
+        self.latency_sample.add(fields.latency_ms)
+        input_tokens, output_tokens = fields.input_tokens, fields.output_tokens
+        if input_tokens is not None:
+            self.means["input_tokens_per_call"].add(input_tokens)
+            self.means["tokens_per_call"].add(input_tokens + (output_tokens or 0))
+        if output_tokens is not None:
+            self.means["output_tokens_per_call"].add(output_tokens)
+        self.means["cost_usd_per_call"].add(fields.cost_usd or 0.0)
 
     def figures(self) -> dict[str, float | None]:
         """Return the compared figures of this side."""
-        stats = self.stats
-        summary = stats.summary()
-        tokens = stats.input_tokens + stats.output_tokens
-        return {
-            "calls": stats.calls,
+        summary = self.stats.summary()
+        figures: dict[str, float | None] = {
+            "calls": self.stats.calls,
             "latency_ms_p50": summary["latency_ms_p50"],
             "latency_ms_p95": summary["latency_ms_p95"],
-            "tokens_per_call": tokens / self.token_calls if self.token_calls else None,
-            "cost_usd_per_call": stats.cost_usd / stats.calls if stats.calls else None,
-            "error_rate": summary["error_rate"],
         }
+        for name in MEAN_FIGURES:
+            moments = self.means[name]
+            figures[name] = moments.total / moments.count if moments.count else None
+        figures["error_rate"] = summary["error_rate"]
+        return figures
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,12 +101,15 @@ class Comparison:
             self.b.stats.errors,
             self.b.stats.calls,
         )
-        # Tokens and cost per call are shown without a test.
-        tests = {
+        # The call count is shown without a test.
+        tests: dict[str, tuple[str, float | None]] = {
             "latency_ms_p50": ("mann-whitney-u", latency_p),
             "latency_ms_p95": ("mann-whitney-u", latency_p),
             "error_rate": ("two-proportion-z", error_p),
         }
+        for name in MEAN_FIGURES:
+            p_value = welch_t_p(self.a.means[name], self.b.means[name])
+            tests[name] = ("welch-t", p_value)
         rows = []
         for name in figures_a:
             value_a, value_b = figures_a[name], figures_b[name]

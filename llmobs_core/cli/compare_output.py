@@ -8,12 +8,15 @@ import json
 from typing import Any
 
 from llmobs_core.cli.compare import Comparison
+from llmobs_core.cli.stats import RESERVOIR_SIZE
 
 _FORMATS = {
     "calls": "{:,.0f}",
     "latency_ms_p50": "{:,.1f}",
     "latency_ms_p95": "{:,.1f}",
     "tokens_per_call": "{:,.1f}",
+    "input_tokens_per_call": "{:,.1f}",
+    "output_tokens_per_call": "{:,.1f}",
     "cost_usd_per_call": "{:.6f}",
     "error_rate": "{:.2%}",
 }
@@ -59,7 +62,8 @@ def render_compare_text(comparison: Comparison) -> str:
     )
     return (
         f"{text}\n\n* change larger than noise at alpha {comparison.alpha:g} "
-        "(latency: Mann-Whitney U on a sample of up to 5,000 calls a side; "
+        f"(latency: Mann-Whitney U on a sample of up to {RESERVOIR_SIZE:,} calls "
+        "a side; tokens and cost per call: Welch's t-test, unsampled; "
         "error rate: two-proportion z-test)\n"
     )
 

@@ -120,12 +120,12 @@ def _add_call(data: ChartData, call: Call) -> None:
     assert data.start is not None
     feature = call.group_value("feature_name")
     feature = NULL_GROUP if feature is None else feature
-    cost = call.fields.get("cost_usd") or 0.0
+    cost = call.fields.cost_usd or 0.0
     data.cost_by_feature[feature] = data.cost_by_feature.get(feature, 0.0) + cost
     offset = (call.timestamp - data.start).total_seconds()
     bucket = min(int(offset / data.bucket_seconds), data.buckets - 1)
-    sketches = data.latency.setdefault(call.fields["model"], {})
-    sketches.setdefault(bucket, QuantileSketch()).add(call.fields["latency_ms"])
+    sketches = data.latency.setdefault(call.fields.model, {})
+    sketches.setdefault(bucket, QuantileSketch()).add(call.fields.latency_ms)
 
 
 def render_html(report: Report, top: int | None, charts: ChartData) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmobs_core.cli.aggregate import GROUP_FIELDS
+from llmobs_core.cli.records import GROUP_FIELDS
 from llmobs_core.cli.stats import DEFAULT_ALPHA
 from llmobs_core.cli.timestamps import parse_timestamp
 

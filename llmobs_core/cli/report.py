@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from llmobs_core.cli.aggregate import GroupStats, group_key
+from llmobs_core.cli.aggregate import GroupStats, group_key_function
 from llmobs_core.cli.inputs import Inputs
 from llmobs_core.cli.records import (
     Call,
@@ -35,9 +36,20 @@ class Window:
         return self.until is None or timestamp < self.until
 
 
+# Calls are first counted in cells, one per combination of the values of all
+# ``--by`` fields, so a call updates one GroupStats instead of one per table.
+# Cells are merged into the totals and tables at the end, and whenever there
+# are more than MAX_CELLS of them or MAX_CELL_CALLS calls in them, which
+# bounds their memory: at most two sketch buckets per call counted.
+MAX_CELLS = 4_096
+MAX_CELL_CALLS = 100_000
+
+
 @dataclasses.dataclass(slots=True)
 class Report:
     """Totals and per-group figures of the calls read.
+
+    Call ``finish`` after the last ``add``, before reading the figures.
 
     Attributes:
         groupings: Each ``--by`` option, as a tuple of fields.
@@ -57,21 +69,52 @@ class Report:
     skipped: SkippedLines = dataclasses.field(default_factory=SkippedLines)
     feedback_events: int = 0
     feedback_unmatched: int = 0
+    _cell_fields: tuple[str, ...] = dataclasses.field(init=False, repr=False)
+    _cell_key: Callable[[Call], GroupKey] = dataclasses.field(init=False, repr=False)
+    _cells: dict[GroupKey, GroupStats] = dataclasses.field(
+        init=False, repr=False, default_factory=dict
+    )
+    _cell_calls: int = dataclasses.field(init=False, repr=False, default=0)
 
-    def add(self, call: Call, feedback: list[Feedback]) -> None:
+    def __post_init__(self) -> None:
+        # A grouping given twice gets one table, with each call counted once.
+        self.groupings = list(dict.fromkeys(self.groupings))
+        fields = (field for grouping in self.groupings for field in grouping)
+        self._cell_fields = tuple(dict.fromkeys(fields))
+        self._cell_key = group_key_function(self._cell_fields)
+
+    def add(self, call: Call, feedback: Sequence[Feedback] = ()) -> None:
         """Count one call, with the feedback given on its request."""
-        targets = [self.totals]
-        for grouping in self.groupings:
-            table = self.groups.setdefault(grouping, {})
-            key = group_key(call, grouping)
-            stats = table.get(key)
-            if stats is None:
-                stats = table[key] = GroupStats()
-            targets.append(stats)
-        for stats in targets:
-            stats.add(call)
-            for item in feedback:
-                stats.add_feedback(item.name, item.value)
+        key = self._cell_key(call)
+        cell = self._cells.get(key)
+        if cell is None:
+            if len(self._cells) >= MAX_CELLS:
+                self.finish()
+            cell = self._cells[key] = GroupStats()
+        cell.add(call)
+        for item in feedback:
+            cell.add_feedback(item.name, item.value)
+        self._cell_calls += 1
+        if self._cell_calls >= MAX_CELL_CALLS:
+            self.finish()
+
+    def finish(self) -> None:
+        """Merge the calls counted so far into the totals and tables."""
+        positions = {
+            grouping: [self._cell_fields.index(field) for field in grouping]
+            for grouping in self.groupings
+        }
+        for cell_key, cell in self._cells.items():
+            self.totals.merge(cell)
+            for grouping, indices in positions.items():
+                table = self.groups.setdefault(grouping, {})
+                key = tuple(cell_key[index] for index in indices)
+                stats = table.get(key)
+                if stats is None:
+                    stats = table[key] = GroupStats()
+                stats.merge(cell)
+        self._cells.clear()
+        self._cell_calls = 0
 
 
 def build_report(inputs: Inputs, groupings: list[Grouping], window: Window) -> Report:
@@ -84,13 +127,19 @@ def build_report(inputs: Inputs, groupings: list[Grouping], window: Window) -> R
     report = Report(groupings)
     pending = _collect_feedback(inputs)
     report.feedback_events = sum(len(items) for items in pending.values())
+    bounded = window.since is not None or window.until is not None
     for source, lines in inputs.sources():
         for event in parse_lines(source, lines, report.skipped):
-            if isinstance(event, Feedback) or not window.contains(event.timestamp):
+            if isinstance(event, Feedback):
                 continue
-            request_id = event.fields.get("request_id")
-            feedback = pending.pop(request_id, []) if request_id else []
-            report.add(event, feedback)
+            if bounded and not window.contains(event.timestamp):
+                continue
+            request_id = event.fields.request_id
+            if pending and request_id and request_id in pending:
+                report.add(event, pending.pop(request_id))
+            else:
+                report.add(event)
+    report.finish()
     report.feedback_unmatched = sum(len(items) for items in pending.values())
     return report
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -9,6 +10,9 @@ import pytest
 
 from llmobs_core.cli import main
 from tests.cli._events import at, call_line
+
+# Every test runs with each line parser, msgspec and json.
+pytestmark = pytest.mark.usefixtures("line_parser")
 
 
 def synthetic_calls(
@@ -61,6 +65,9 @@ def test_compare_real_difference(
     assert rows["latency_ms_p50"]["relative_change"] > 0.15
     assert rows["error_rate"]["significant"] is True
     assert rows["error_rate"]["test"] == "two-proportion-z"
+    # Every call costs the same on both sides, so Welch's t-test has no
+    # variance to test against.
+    assert rows["cost_usd_per_call"]["test"] == "welch-t"
     assert rows["cost_usd_per_call"]["significant"] is None
 
 
@@ -74,6 +81,81 @@ def test_compare_no_difference(
     assert rows["latency_ms_p50"]["significant"] is False
     assert rows["latency_ms_p95"]["significant"] is False
     assert rows["error_rate"]["significant"] is False
+
+
+def usage_calls(path: Path, *, tokens_b: float, seed: int) -> Path:
+    """Write 2,000 calls per template, v3 and v4, with usage and cost.
+
+    v4's input and output tokens are ``tokens_b`` times v3's in distribution,
+    and each call costs in proportion to its tokens.
+    """
+    rng = random.Random(seed)
+    lines = []
+    for index in range(4_000):
+        is_b = index % 2 == 1
+        scale = tokens_b if is_b else 1.0
+        input_tokens = round(rng.lognormvariate(6.0, 0.8) * scale)
+        output_tokens = round(rng.lognormvariate(4.0, 0.6) * scale)
+        lines.append(
+            call_line(
+                timestamp=at(index),
+                prompt_template_id="v4" if is_b else "v3",
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cost_usd=(input_tokens * 0.15 + output_tokens * 0.6) / 1e6,
+            )
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+USAGE_FIGURES = (
+    "tokens_per_call",
+    "input_tokens_per_call",
+    "output_tokens_per_call",
+    "cost_usd_per_call",
+)
+
+
+def test_compare_flags_token_and_cost_shift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = usage_calls(tmp_path / "e.jsonl", tokens_b=1.15, seed=6)
+    rows = compare_rows(
+        capsys, str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"
+    )
+    for figure in USAGE_FIGURES:
+        assert rows[figure]["test"] == "welch-t", figure
+        assert rows[figure]["significant"] is True, figure
+        assert rows[figure]["relative_change"] > 0.05, figure
+    assert rows["latency_ms_p50"]["significant"] is None
+
+
+def test_compare_same_token_distribution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = usage_calls(tmp_path / "e.jsonl", tokens_b=1.0, seed=6)
+    rows = compare_rows(
+        capsys, str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"
+    )
+    for figure in USAGE_FIGURES:
+        assert rows[figure]["test"] == "welch-t", figure
+        assert rows[figure]["p_value"] > 0.01, figure
+        assert rows[figure]["significant"] is False, figure
+
+
+def test_compare_table_flags_token_shift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = usage_calls(tmp_path / "e.jsonl", tokens_b=1.15, seed=6)
+    argv = [str(path), "--field", "prompt_template_id", "--a", "v3", "--b", "v4"]
+    assert main(["compare", *argv]) == 0
+    output = capsys.readouterr().out
+    lines = output.splitlines()
+    for figure in USAGE_FIGURES:
+        row = next(line for line in lines if line.startswith(figure + " "))
+        assert row.endswith("*"), row
+    assert "tokens and cost per call: Welch's t-test" in output
 
 
 def test_compare_split_at_instant(
@@ -123,6 +205,10 @@ def test_compare_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "figure,a,b,change,relative_change,test,p_value,significant"
     assert lines[1].startswith("calls,1500,1500,0,")
+    rows = {row["figure"]: row for row in csv.DictReader(lines)}
+    assert rows["input_tokens_per_call"]["test"] == "welch-t"
+    assert rows["input_tokens_per_call"]["significant"] == "False"
+    assert float(rows["output_tokens_per_call"]["p_value"]) > 0.01
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,11 @@ from typing import Any
 import pytest
 
 from llmobs_core.cli import main
+from llmobs_core.cli import report as report_module
 from tests.cli._events import at, call_line, feedback_line
+
+# Every test runs with each line parser, msgspec and json.
+pytestmark = pytest.mark.usefixtures("line_parser")
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -113,6 +118,44 @@ def test_report_several_groupings(
     assert set(rows_by_group(result, 0)) == {"gpt-4o-mini", "gpt-4o"}
     combined = rows_by_group(result, 1)
     assert set(combined) == {"chat,gpt-4o-mini", "search,gpt-4o", "search,gpt-4o-mini"}
+
+
+def test_report_grouping_given_twice(
+    events: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_json(capsys, "report", str(events), "--by", "model", "--by", "model")
+    assert len(result["groups"]) == 1
+    assert rows_by_group(result)["gpt-4o-mini"]["calls"] == 3
+
+
+def test_report_merges_cells_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(9)
+    lines = []
+    for index in range(300):
+        lines.append(
+            call_line(
+                request_id=f"r{index}",
+                feature_name=rng.choice(["chat", "search", "coach", None]),
+                model=rng.choice(["gpt-4o", "gpt-4o-mini"]),
+                latency_ms=rng.lognormvariate(5.0, 1.0),
+                input_tokens=rng.randint(1, 100),
+                cost_usd=rng.choice([None, 0.25, 0.5]),
+            )
+        )
+        if index % 7 == 0:
+            lines.append(feedback_line(f"r{index}", "rating", index % 5))
+    path = write_lines(tmp_path / "cells.jsonl", lines)
+    argv = ["report", str(path), "--by", "feature_name", "--by", "model,feature_name"]
+    expected = run_json(capsys, *argv)
+
+    # Merging cells into the tables after every few calls gives the same report.
+    monkeypatch.setattr(report_module, "MAX_CELLS", 2)
+    monkeypatch.setattr(report_module, "MAX_CELL_CALLS", 7)
+    assert run_json(capsys, *argv) == expected
+    assert expected["totals"]["calls"] == 300
+    assert expected["feedback"] == {"events": 43, "unmatched": 0}
 
 
 def test_report_variant_from_extra(
