@@ -7,6 +7,7 @@ See ``docs/cli.md``.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     command = run_report if args.command == "report" else run_compare
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Event fields are JSON strings, which may hold lone surrogates
+        # ("\ud800"); print those escaped rather than fail on them.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return command(args)
     except BrokenPipeError:

@@ -46,7 +46,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _write_html(path: str, page: str) -> int:
     try:
-        Path(path).write_text(page, encoding="utf-8")
+        Path(path).write_text(page, encoding="utf-8", errors="backslashreplace")
     except OSError as error:
         sys.stderr.write(
             f"llmobs report: failed to write the HTML report {path!r}: "

@@ -415,3 +415,27 @@ def test_report_skips_non_finite(
 
     assert result["skipped_lines"]["count"] == 1
     assert result["totals"]["calls"] == 1
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "html"])
+def test_lone_surrogate_in_group_is_printed_escaped(
+    tmp_path: Path, output: str
+) -> None:
+    # A JSON string may hold a lone surrogate, which UTF-8 cannot encode.
+    line = call_line(model="m").replace('"model":"m"', '"model":"\\ud800m"')
+    path = tmp_path / "events.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    html = tmp_path / "report.html"
+    argv = ["report", str(path), "--by", "model"]
+    argv += ["--html", str(html)] if output == "html" else ["--format", output]
+    result = subprocess.run(
+        [sys.executable, "-m", "llmobs_core.cli", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    written = html.read_text(encoding="utf-8") if output == "html" else result.stdout
+    assert "\\ud800m" in written
