@@ -126,7 +126,8 @@ class LLMObsMiddleware:
             headers=_carrier(scope["headers"]),
         )
         scope[SCOPE_KEY] = request
-        # One coroutine, not two: the frame of every await costs per request.
+        # The request is served in this coroutine, not in a second one, which
+        # would cost a coroutine object and an await per request.
         status_code: int | None = None
         trailers = False
         disconnected = False

@@ -118,7 +118,7 @@ class ServerSettings:
         self.excluded = tuple(
             _compile_pattern(pattern, "excluded_paths") for pattern in excluded_paths
         )
-        # One alternation runs every request; most apps exclude a path or two.
+        # One combined pattern is matched per request, in place of one per path.
         self._excluded_match = (
             re.compile("|".join(f"(?:{p.pattern})" for p in self.excluded)).fullmatch
             if self.excluded
@@ -201,8 +201,8 @@ class ServerRequest:
         state.feature_name = feature = settings.feature_for(path)
         known = method in KNOWN_METHODS
         span_method = method if known else "HTTP"
-        # Every attribute known now goes in at the start: one write, where
-        # setting them later would take a lock and a check per attribute.
+        # Attributes known now are passed to start_span. Setting them later
+        # takes the span's lock once per call.
         attributes: dict[str, Any] = {
             semconv.HTTP_REQUEST_METHOD: method if known else "_OTHER",
             semconv.URL_PATH: path,
@@ -371,8 +371,8 @@ def _parent_context(
         _reads_w3c_only = bool(fields) and fields <= set(_W3C_HEADERS)
         _checked_textmap = textmap
     if _reads_w3c_only and all(name not in headers for name in _W3C_HEADERS):
-        # The default propagators would find nothing; most requests that
-        # reach an edge gateway carry no trace headers.
+        # The W3C propagators would find nothing, so they are skipped. Requests
+        # from outside a traced system carry no trace headers.
         return otel_context.Context()
     carrier = _without_invalid_trace_headers(headers, config, state)
     return propagate.extract(carrier, context=otel_context.Context())
@@ -425,7 +425,8 @@ def _state_from_headers(
         request_id=_request_id(headers.get(names.request_id), names.request_id),
         region=settings.region,
     )
-    # Most requests carry few of these headers; an absent one costs one lookup.
+    # Most requests carry few of these headers, and an absent one costs one
+    # dictionary lookup.
     for attribute, name in settings.optional_headers:
         value = headers.get(name)
         if value is not None:
