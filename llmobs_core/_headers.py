@@ -26,18 +26,43 @@ _MEMBER = re.compile(rf"[ \t]*(?:{_KEY})=(?:{_VALUE})[ \t]*")
 def invalid_trace_headers(headers: Mapping[str, str]) -> tuple[str, ...]:
     """Return the trace-context headers that must not reach the propagator.
 
-    An oversized ``traceparent`` takes ``tracestate`` with it, since the W3C
-    rules ignore ``tracestate`` without a valid ``traceparent``. A
-    ``tracestate`` is dropped if it is too long, has too many members, or
-    any member is malformed; empty list members are allowed.
+    A ``traceparent`` is dropped if it is oversized or does not follow the
+    W3C format, which also covers a repeated header joined with ``,``. It
+    takes a ``tracestate`` with it, since the W3C rules ignore ``tracestate``
+    without a valid ``traceparent``. A ``tracestate`` is dropped if it is
+    too long, has too many members, or any member is malformed; empty list
+    members are allowed.
     """
     traceparent = headers.get("traceparent")
-    if traceparent is not None and len(traceparent) > MAX_TRACEPARENT_LENGTH:
-        return ("traceparent", "tracestate")
     tracestate = headers.get("tracestate")
+    if traceparent is not None and not _valid_traceparent(traceparent):
+        return ("traceparent",) if tracestate is None else _BOTH
     if tracestate is None or _valid_tracestate(tracestate):
         return ()
     return ("tracestate",)
+
+
+_BOTH = ("traceparent", "tracestate")
+
+# The format the OpenTelemetry propagator accepts: lower-case hex, a version
+# other than ff, and nothing after the flags in version 00.
+_TRACEPARENT = re.compile(
+    r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?[ \t]*"
+)
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+
+def _valid_traceparent(value: str) -> bool:
+    if len(value) > MAX_TRACEPARENT_LENGTH:
+        return False
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return False
+    version, trace_id, span_id, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return False
+    return trace_id != _ZERO_TRACE_ID and span_id != _ZERO_SPAN_ID
 
 
 def _valid_tracestate(value: str) -> bool:
