@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,8 @@ from llmobs_core.providers import (
     extract_usage,
     read_stream_item,
 )
-from llmobs_core.schema import CallStatus, LLMCallLog
+from llmobs_core.providers._usage import NO_USAGE
+from llmobs_core.schema import SCHEMA_VERSION, CallStatus, LLMCallLog, trusted_event
 
 __all__ = ["LLMCall"]
 
@@ -66,6 +67,9 @@ FILTERED_FINISH_REASONS = frozenset(
     }
 )
 
+# The attributes of a call made outside any request; only read.
+_NO_REQUEST = RequestState()
+
 # Characters per token for estimates when a stream reports no usage; about
 # right for English text with OpenAI's and Anthropic's tokenizers.
 CHARS_PER_TOKEN = 4
@@ -93,11 +97,13 @@ class LLMCall:
         "_on_stream_end",
         "_output_chars",
         "_prompt_chars",
+        "_span_id",
         "_started_ns",
         "_state",
         "_status",
         "_stream_end",
         "_streaming",
+        "_trace_id",
         "_usage",
         "extra",
         "fallback_from",
@@ -137,7 +143,7 @@ class LLMCall:
         self.fallback_from: str | None = None
         self._state: RequestState | None = llmobs_request.get()
         self._bound = llmobs_bound.get()
-        self._usage = Usage()
+        self._usage = NO_USAGE
         self._cache_hit = False
         self._streaming = streaming
         self._chunks = 0
@@ -148,21 +154,26 @@ class LLMCall:
         self._on_stream_end: Callable[[BaseException | None], None] | None = None
         self._finished = False
         self._lock = threading.Lock()
+        # A span's ids never change, so they are formatted once.
+        span_context = span.get_span_context()
+        self._trace_id = format_trace_id(span_context.trace_id)
+        self._span_id = format_span_id(span_context.span_id)
         # Kept from the start, so a configure() call during the call cannot
         # send its start and its end to different emitters.
-        self._config: Config = get_config()
-        self.prompt_hash, self._prompt_chars = _describe_prompt(
-            prompt, self._config.hasher
-        )
+        config = self._config = get_config()
+        self.prompt_hash, self._prompt_chars = _describe_prompt(prompt, config.hasher)
         self.prompt_template_hash = _template_hash(
-            prompt_template_id, prompt_template, self._config.hasher
+            prompt_template_id, prompt_template, config.hasher
         )
         self._capture = ContentCapture(
-            self._capture_mode(), self._config.privacy, self._config.redactor, prompt
+            self._capture_mode(span_context.trace_id),
+            config.privacy,
+            config.redactor,
+            prompt,
         )
         request_id = self._state.request_id if self._state is not None else None
-        self._config.fanout.emit_call_start(
-            CallStart(self.feature_name, model, provider), request_id, self.trace_id
+        config.fanout.emit_call_start(
+            CallStart(self.feature_name, model, provider), request_id, self._trace_id
         )
         self._started_ns = time.perf_counter_ns()
 
@@ -188,24 +199,25 @@ class LLMCall:
             raise TypeError(
                 f"call_llm() needs model as a non-empty str, got model={model!r}"
             )
-        optional = {
-            "provider": provider,
-            "prompt_template_id": prompt_template_id,
-            "feature_name": feature_name,
-        }
-        for name, value in optional.items():
+        for name, value in (
+            ("provider", provider),
+            ("prompt_template_id", prompt_template_id),
+            ("feature_name", feature_name),
+        ):
             if value is not None and not isinstance(value, str):
                 raise TypeError(
                     f"call_llm() needs {name} as a str or None, got {name}={value!r}"
                 )
-        for key, value in extra.items():
-            if not isinstance(value, str):
-                raise TypeError(
-                    f"call_llm() extra attributes must be str, got {key}={value!r}"
-                )
-        overrides = {k: v for k, v in extra.items() if k in _OVERRIDABLE}
-        if feature_name is None:
-            overrides = {}
+        overrides: dict[str, str] = {}
+        if extra:
+            for key, value in extra.items():
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"call_llm() extra attributes must be str, got {key}={value!r}"
+                    )
+            if feature_name is not None:
+                overrides = {k: v for k, v in extra.items() if k in _OVERRIDABLE}
+                extra = {k: v for k, v in extra.items() if k not in overrides}
         return {
             "model": model,
             "provider": provider,
@@ -213,7 +225,7 @@ class LLMCall:
             "prompt_template": prompt_template,
             "prompt": prompt,
             "streaming": bool(streaming),
-            "extra": {k: v for k, v in extra.items() if k not in overrides},
+            "extra": extra,
             "feature_name": feature_name,
             "overrides": overrides,
         }
@@ -221,12 +233,12 @@ class LLMCall:
     @property
     def trace_id(self) -> str:
         """W3C trace id of the call's span, as 32 hex digits."""
-        return format_trace_id(self.span.get_span_context().trace_id)
+        return self._trace_id
 
     @property
     def span_id(self) -> str:
         """W3C span id of the call's span, as 16 hex digits."""
-        return format_span_id(self.span.get_span_context().span_id)
+        return self._span_id
 
     @property
     def has_usage(self) -> bool:
@@ -355,13 +367,15 @@ class LLMCall:
                     value,
                 )
                 return
+        # int() turns int subclasses (an IntEnum) into the plain ints that
+        # the event carries unvalidated.
         self._usage = self._usage.merged(
             Usage(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_input_tokens=cached_input_tokens,
-                cache_creation_input_tokens=cache_creation_input_tokens,
-                reasoning_tokens=reasoning_tokens,
+                input_tokens=_plain_int(input_tokens),
+                output_tokens=_plain_int(output_tokens),
+                cached_input_tokens=_plain_int(cached_input_tokens),
+                cache_creation_input_tokens=_plain_int(cache_creation_input_tokens),
+                reasoning_tokens=_plain_int(reasoning_tokens),
             )
         )
 
@@ -425,10 +439,9 @@ class LLMCall:
         self._status = CallStatus.BUDGET_EXCEEDED
         self._add_span_event("llm.budget_exceeded", reason)
 
-    def _capture_mode(self) -> CaptureMode:
+    def _capture_mode(self, trace_id: int) -> CaptureMode:
         if self._state is not None and self._state.debug:
             return CaptureMode.FULL
-        trace_id = self.span.get_span_context().trace_id
         if self._config.privacy.snippet_sampled(trace_id):
             return CaptureMode.SNIPPET
         return CaptureMode.NONE
@@ -483,49 +496,76 @@ class LLMCall:
         )
         if status is CallStatus.OK and usage.finish_reason in FILTERED_FINISH_REASONS:
             status = CallStatus.FILTERED_BY_GUARDRAIL
-        state = self._state or RequestState()
+        state = self._state or _NO_REQUEST
         attributes = effective_attributes(state, self._bound)
-        attributes.update(self.overrides)
+        if self.overrides:
+            attributes.update(self.overrides)
         extra = attributes.pop("extra")
+        if self.extra:
+            extra.update(self.extra)
         cost, cost_source = self._cost(usage)
         ttft = None
         if self._first_token_ns is not None:
             ttft = (self._first_token_ns - self._started_ns) / 1e6
-
-        return LLMCallLog(
-            timestamp=datetime.now(UTC),
-            request_id=state.request_id,
-            trace_id=self.trace_id,
-            span_id=self.span_id,
-            feature_name=self.feature_name,
-            model=self.model,
-            response_model=usage.model,
-            provider=self.provider,
-            prompt_template_id=self.prompt_template_id,
-            prompt_hash=self.prompt_hash,
-            prompt_template_hash=self.prompt_template_hash,
-            input_tokens=usage.input_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            usage_estimated=estimated,
-            latency_ms=(ended_ns - self._started_ns) / 1e6,
-            time_to_first_token_ms=ttft,
-            streaming=self._streaming,
-            chunk_count=self._chunks if self._streaming else None,
-            finish_reason=usage.finish_reason,
-            retries=self.retries,
-            fallback_from=self.fallback_from,
-            cache_hit=self._cache_hit,
-            status=status,
-            error_type=error_type_name(error) if error is not None else None,
-            cost_usd=cost,
-            cost_source=cost_source,
-            extra={**extra, **self.extra},
-            **attributes,
-            **self._capture.fields(),
+        capture_mode, input_snippet, output_snippet, input_content, output_content = (
+            self._capture.fields()
         )
+
+        # Every field, in the order LLMCallLog declares them.
+        values = {
+            "schema_version": SCHEMA_VERSION,
+            "timestamp": datetime.now(UTC),
+            "request_id": state.request_id,
+            "trace_id": self._trace_id,
+            "span_id": self._span_id,
+            "feature_name": self.feature_name,
+            "model": self.model,
+            "response_model": usage.model,
+            "provider": self.provider,
+            "tenant_id": attributes["tenant_id"],
+            "tenant_tier": attributes["tenant_tier"],
+            "user_id_hash": attributes["user_id_hash"],
+            "session_id": attributes["session_id"],
+            "platform": attributes["platform"],
+            "app_version": attributes["app_version"],
+            "region": attributes["region"],
+            "prompt_template_id": self.prompt_template_id,
+            "prompt_hash": self.prompt_hash,
+            "prompt_template_hash": self.prompt_template_hash,
+            "input_tokens": usage.input_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "output_tokens": usage.output_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "usage_estimated": estimated,
+            "latency_ms": (ended_ns - self._started_ns) / 1e6,
+            "time_to_first_token_ms": ttft,
+            "streaming": self._streaming,
+            "chunk_count": self._chunks if self._streaming else None,
+            "finish_reason": usage.finish_reason,
+            "retries": self.retries,
+            "fallback_from": self.fallback_from,
+            "cache_hit": self._cache_hit,
+            "status": status,
+            "error_type": error_type_name(error) if error is not None else None,
+            "cost_usd": cost,
+            "cost_source": cost_source,
+            "capture_mode": capture_mode,
+            "input_snippet": input_snippet,
+            "output_snippet": output_snippet,
+            "input_content": input_content,
+            "output_content": output_content,
+            "extra": extra,
+        }
+        # The other values are checked where they enter (call_llm arguments,
+        # the provider readers, set_usage) or made here. The plugins and
+        # bind_context check the request's attributes too, but RequestState
+        # is public, so anything but plain strings there goes through
+        # validation, which rejects what the schema does not allow.
+        if _plain_strings(attributes, extra):
+            return trusted_event(values)
+        del values["schema_version"]
+        return LLMCallLog(**values)
 
     def _final_usage(self) -> tuple[Usage, bool]:
         """Return the usage, estimated from text if a stream reported none."""
@@ -552,6 +592,21 @@ class LLMCall:
             return None, "unpriced"
 
 
+def _plain_strings(attributes: dict[str, Any], extra: dict[str, Any]) -> bool:
+    """Return whether the attributes are str or None and ``extra`` maps str to str."""
+    for value in attributes.values():
+        if value is not None and type(value) is not str:
+            return False
+    for key, value in extra.items():
+        if type(key) is not str or type(value) is not str:
+            return False
+    return True
+
+
+def _plain_int(value: int | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _estimate_tokens(chars: int | None) -> int | None:
     if not chars:
         return None
@@ -563,7 +618,7 @@ def _describe_prompt(prompt: Any, hasher: Hasher) -> tuple[str | None, int | Non
     if prompt is None:
         return None, None
     try:
-        return hasher.prompt(prompt), _text_length(prompt)
+        return hasher.prompt_and_length(prompt)
     except TypeError as error:
         _warning.warn("prompt", "prompt_hash left empty: %s", error)
         return None, None
@@ -578,14 +633,3 @@ def _template_hash(
         _warning.warn("template", "prompt_template must be a str, got %r", template)
         return None
     return hasher.template(template_id, template)
-
-
-def _text_length(value: Any) -> int:
-    """Return the total length of the strings in a prompt or message list."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, Mapping):
-        return sum(_text_length(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return sum(_text_length(item) for item in value)
-    return 0

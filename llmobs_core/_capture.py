@@ -11,6 +11,9 @@ from llmobs_core.redaction import Redactor
 # Text kept per call for capture; longer inputs and outputs are cut here.
 MAX_CAPTURE_CHARS = 100_000
 
+CapturedFields = tuple[str, str | None, str | None, str | None, str | None]
+_NOTHING_CAPTURED: CapturedFields = (CaptureMode.NONE.value, None, None, None, None)
+
 
 class ContentCapture:
     """Collect a call's input and output text, if its capture mode allows.
@@ -54,27 +57,30 @@ class ContentCapture:
 
     def set_output(self, text: str) -> None:
         """Replace the output text with a whole response's text."""
+        if self.mode is CaptureMode.NONE:
+            return
         self._output = []
         self._output_chars = 0
         self.add_output(text)
 
-    def fields(self) -> dict[str, Any]:
-        """Return the event fields for this call's content."""
-        fields: dict[str, Any] = {
-            "capture_mode": self.mode.value,
-            "input_snippet": None,
-            "output_snippet": None,
-            "input_content": None,
-            "output_content": None,
-        }
+    def fields(self) -> CapturedFields:
+        """Return the event's capture fields.
+
+        They are ``capture_mode``, ``input_snippet``, ``output_snippet``,
+        ``input_content`` and ``output_content``, in that order.
+        """
+        if self.mode is CaptureMode.NONE:
+            return _NOTHING_CAPTURED
         output = "".join(self._output) if self._output else None
         if self.mode is CaptureMode.FULL:
-            fields["input_content"] = self._input
-            fields["output_content"] = output
-        elif self.mode is CaptureMode.SNIPPET:
-            fields["input_snippet"] = self._snippet(self._input)
-            fields["output_snippet"] = self._snippet(output)
-        return fields
+            return (self.mode.value, None, None, self._input, output)
+        return (
+            self.mode.value,
+            self._snippet(self._input),
+            self._snippet(output),
+            None,
+            None,
+        )
 
     def _snippet(self, text: str | None) -> str | None:
         # Redact the whole text before cutting, so a cut cannot split a PII

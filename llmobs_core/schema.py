@@ -218,6 +218,41 @@ class LLMCallLog(BaseModel):
         return value
 
 
+EVENT_FIELDS = tuple(LLMCallLog.model_fields)
+"""The names of the ``LLMCallLog`` fields, in declaration order."""
+
+_SET_BY_CALL = frozenset(EVENT_FIELDS) - {"schema_version"}
+
+
+def trusted_event(values: dict[str, Any]) -> LLMCallLog:
+    """Make an ``LLMCallLog`` from values that are valid already, unvalidated.
+
+    Validation takes about 4 of the 6 µs of building an event (pydantic
+    2.14, CPython 3.11, one 2-core x86_64 machine), so the call path checks
+    its inputs where they enter (``call_llm`` arguments, ``bind_context``,
+    the provider readers, ``set_usage``) and builds the event here instead.
+    The result is what ``LLMCallLog(**values)`` returns, the same JSON
+    included; a test checks this.
+
+    Args:
+        values: Every field, ``schema_version`` first and the rest in
+            declaration order, with the types validation would produce
+            (``CallStatus``, a UTC ``datetime``, floats for the float fields);
+            the dict becomes the event's and must not be used afterwards.
+    """
+    event = LLMCallLog.__new__(LLMCallLog)
+    # The four slots pydantic's own model_construct() sets; fields_set is
+    # what validating the fields without schema_version would record.
+    _set_slot(event, "__dict__", values)
+    _set_slot(event, "__pydantic_fields_set__", set(_SET_BY_CALL))
+    _set_slot(event, "__pydantic_extra__", None)
+    _set_slot(event, "__pydantic_private__", None)
+    return event
+
+
+_set_slot = object.__setattr__
+
+
 def json_schema() -> dict[str, Any]:
     """Build the JSON Schema of ``LLMCallLog`` as a dictionary.
 

@@ -77,6 +77,10 @@ class StageScope:
         return type(self)(self.stage, self.attributes)
 
     def _start(self) -> None:
+        self._begin(current_feature())
+
+    def _begin(self, feature_name: str | None) -> None:
+        """Start the stage's span, with ``feature_name`` as its feature."""
         if self.span is not None:
             raise RuntimeError(
                 f"{self.stage}() scope was already entered; call {self.stage}() "
@@ -85,7 +89,7 @@ class StageScope:
         config = get_config()
         self._fanout = config.fanout
         self._state = llmobs_request.get()
-        self._feature = current_feature()
+        self._feature = feature_name
         attributes: dict[str, Any] = {semconv.LLM_STAGE: self.stage, **self.attributes}
         if self._feature is not None:
             attributes[semconv.LLM_FEATURE_NAME] = self._feature
@@ -128,6 +132,13 @@ class StageScope:
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float
     ) -> None:
+        self._emit_stage(
+            error, duration_ms, format_trace_id(span.get_span_context().trace_id)
+        )
+
+    def _emit_stage(
+        self, error: BaseException | None, duration_ms: float, trace_id: str
+    ) -> None:
         state = self._state
         assert self._fanout is not None  # _start() ran
         self._fanout.emit_stage(
@@ -137,7 +148,7 @@ class StageScope:
                 duration_ms=duration_ms,
                 failed=error is not None,
                 request_id=state.request_id if state is not None else None,
-                trace_id=format_trace_id(span.get_span_context().trace_id),
+                trace_id=trace_id,
             )
         )
 
@@ -241,13 +252,17 @@ class LLMCallScope(StageScope):
         )
 
     def _start(self) -> None:
-        super()._start()
+        # observe_llm_call() may name a feature other than the current one;
+        # it is resolved once here, for the span, the call and the stage.
+        arguments = self._call_arguments
+        feature_name = arguments["feature_name"] or current_feature()
+        self._begin(feature_name)
         assert self.span is not None
-        self.call = LLMCall(span=self.span, **self._call_arguments)
-        self.call.attach_stream_end(self._complete)
-        # observe_llm_call() may name a feature other than the current one.
-        self._feature = self.call.feature_name
-        self._call_token = llmobs_call.set(self.call)
+        call = LLMCall(span=self.span, **{**arguments, "feature_name": feature_name})
+        self.call = call
+        call.attach_stream_end(self._complete)
+        self._feature = call.feature_name
+        self._call_token = llmobs_call.set(call)
 
     def _finish(self, error: BaseException | None) -> None:
         try:
@@ -263,9 +278,10 @@ class LLMCallScope(StageScope):
     def _emit(
         self, span: Span, error: BaseException | None, duration_ms: float
     ) -> None:
-        assert self.call is not None
-        self.call.finish(error)
-        super()._emit(span, error, duration_ms)
+        call = self.call
+        assert call is not None
+        call.finish(error)
+        self._emit_stage(error, duration_ms, call.trace_id)
 
     def _on_return(self, result: object) -> None:
         assert self.call is not None

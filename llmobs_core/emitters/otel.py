@@ -45,33 +45,56 @@ class OTelSpanEmitter:
 
 def call_attributes(event: LLMCallLog) -> dict[str, AttributeValue]:
     """Return the span attributes for a call event, without null values."""
-    values: dict[str, AttributeValue | None] = {
-        semconv.LLM_FEATURE_NAME: event.feature_name,
-        semconv.LLM_MODEL: event.model,
-        semconv.LLM_PROVIDER: event.provider,
-        semconv.LLM_INPUT_TOKENS: event.input_tokens,
-        semconv.LLM_OUTPUT_TOKENS: event.output_tokens,
-        semconv.LLM_CACHED_INPUT_TOKENS: event.cached_input_tokens,
-        semconv.LLM_CACHE_HIT: event.cache_hit,
-        semconv.LLM_STATUS: event.status.value,
-        semconv.LLM_COST_USD: event.cost_usd,
-        semconv.LLM_STREAMING: event.streaming,
-        semconv.LLM_RETRIES: event.retries,
-        semconv.LLM_PROMPT_TEMPLATE_ID: event.prompt_template_id,
-        semconv.LLM_PROMPT_HASH: event.prompt_hash,
-        semconv.LLM_TIME_TO_FIRST_TOKEN_MS: event.time_to_first_token_ms,
-        semconv.LLMOBS_REQUEST_ID: event.request_id,
-        semconv.LLMOBS_TENANT_ID: event.tenant_id,
-        semconv.LLMOBS_TENANT_TIER: event.tenant_tier,
-        semconv.GEN_AI_OPERATION_NAME: semconv.GEN_AI_OPERATION_CHAT,
-        semconv.GEN_AI_PROVIDER_NAME: event.provider,
-        semconv.GEN_AI_REQUEST_MODEL: event.model,
-        semconv.GEN_AI_RESPONSE_MODEL: event.response_model,
-        semconv.GEN_AI_REQUEST_STREAM: event.streaming,
-        semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: event.cached_input_tokens,
-        semconv.GEN_AI_USAGE_INPUT_TOKENS: event.input_tokens,
-        semconv.GEN_AI_USAGE_OUTPUT_TOKENS: event.output_tokens,
-        semconv.ERROR_TYPE: event.error_type,
-    }
-
-    return {name: value for name, value in values.items() if value is not None}
+    # Written out instead of filtering a dict of all 24: this runs once per
+    # call, and the order of the attributes stays the same.
+    attributes: dict[str, AttributeValue] = {}
+    feature_name = event.feature_name
+    if feature_name is not None:
+        attributes[semconv.LLM_FEATURE_NAME] = feature_name
+    attributes[semconv.LLM_MODEL] = event.model
+    provider = event.provider
+    if provider is not None:
+        attributes[semconv.LLM_PROVIDER] = provider
+    input_tokens = event.input_tokens
+    if input_tokens is not None:
+        attributes[semconv.LLM_INPUT_TOKENS] = input_tokens
+    output_tokens = event.output_tokens
+    if output_tokens is not None:
+        attributes[semconv.LLM_OUTPUT_TOKENS] = output_tokens
+    cached_input_tokens = event.cached_input_tokens
+    if cached_input_tokens is not None:
+        attributes[semconv.LLM_CACHED_INPUT_TOKENS] = cached_input_tokens
+    attributes[semconv.LLM_CACHE_HIT] = event.cache_hit
+    attributes[semconv.LLM_STATUS] = event.status.value
+    if event.cost_usd is not None:
+        attributes[semconv.LLM_COST_USD] = event.cost_usd
+    attributes[semconv.LLM_STREAMING] = event.streaming
+    attributes[semconv.LLM_RETRIES] = event.retries
+    if event.prompt_template_id is not None:
+        attributes[semconv.LLM_PROMPT_TEMPLATE_ID] = event.prompt_template_id
+    if event.prompt_hash is not None:
+        attributes[semconv.LLM_PROMPT_HASH] = event.prompt_hash
+    if event.time_to_first_token_ms is not None:
+        attributes[semconv.LLM_TIME_TO_FIRST_TOKEN_MS] = event.time_to_first_token_ms
+    if event.request_id is not None:
+        attributes[semconv.LLMOBS_REQUEST_ID] = event.request_id
+    if event.tenant_id is not None:
+        attributes[semconv.LLMOBS_TENANT_ID] = event.tenant_id
+    if event.tenant_tier is not None:
+        attributes[semconv.LLMOBS_TENANT_TIER] = event.tenant_tier
+    attributes[semconv.GEN_AI_OPERATION_NAME] = semconv.GEN_AI_OPERATION_CHAT
+    if provider is not None:
+        attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
+    attributes[semconv.GEN_AI_REQUEST_MODEL] = event.model
+    if event.response_model is not None:
+        attributes[semconv.GEN_AI_RESPONSE_MODEL] = event.response_model
+    attributes[semconv.GEN_AI_REQUEST_STREAM] = event.streaming
+    if cached_input_tokens is not None:
+        attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached_input_tokens
+    if input_tokens is not None:
+        attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+    if output_tokens is not None:
+        attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+    if event.error_type is not None:
+        attributes[semconv.ERROR_TYPE] = event.error_type
+    return attributes

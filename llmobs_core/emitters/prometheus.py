@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -199,24 +200,48 @@ class LabelGuard:
 
     def __call__(self, label: str, value: str | None) -> str:
         """Return the label value to use for ``value``."""
+        resolved, folded = self.resolve(label, value)
+        if folded:
+            self.count_fold(label)
+        return resolved
+
+    def resolve(self, label: str, value: str | None) -> tuple[str, bool]:
+        """Return the label value for ``value`` and whether it became ``other``.
+
+        Unlike calling the guard, this does not count the fold.
+        """
         if not value:
-            return UNKNOWN
+            return UNKNOWN, False
         if len(value) > MAX_LABEL_VALUE_LENGTH or _UNPRINTABLE.search(value):
             value = _UNPRINTABLE.sub("", value)[:MAX_LABEL_VALUE_LENGTH] or UNKNOWN
         seen = self._seen.get(label)
         if seen is None or value in seen:
-            return value
+            return value, False
         with self._lock:
             if len(seen) < self._limits[label]:
                 seen.add(value)
-                return value
+                return value, False
+        return OTHER, True
+
+    def count_fold(self, label: str) -> None:
+        """Count one value of ``label`` replaced by ``other``."""
         self._folded.labels(label).inc()
-        return OTHER
 
 
 # Raw label combinations whose bound metric children are kept; the cache is
 # emptied when full, so label values seen once cannot grow it without bound.
 MAX_CACHED_LABEL_SETS = 4096
+
+
+M = TypeVar("M", Gauge, Histogram)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound(Generic[M]):
+    """A metric child bound to guarded label values, and the labels folded."""
+
+    child: M
+    folds: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +294,24 @@ class PrometheusEmitter:
                 )
         self._label = LabelGuard(limits, self.metrics.folded_label_values)
         self._children: dict[tuple[object, ...], _CallChildren] = {}
+        self._in_flight: dict[tuple[str | None, str], _Bound[Gauge]] = {}
+        self._stage_durations: dict[tuple[str | None, str], _Bound[Histogram]] = {}
 
     def emit_call_start(self, start: CallStart) -> None:
         """Count the call as in flight."""
-        feature = self._label("feature_name", start.feature_name)
-        model = self._label("model", start.model)
-        self.metrics.in_flight.labels(feature, model).inc()
+        key = (start.feature_name, start.model)
+        bound = self._in_flight.get(key)
+        if bound is None:
+            bound = self._bind(
+                self._in_flight,
+                key,
+                self.metrics.in_flight,
+                ("feature_name", start.feature_name),
+                ("model", start.model),
+            )
+        for label in bound.folds:
+            self._label.count_fold(label)
+        bound.child.inc()
 
     def emit_call(self, event: LLMCallLog, span: Span) -> None:
         """Count the call, its tokens and cost, and observe its latency."""
@@ -342,9 +379,44 @@ class PrometheusEmitter:
 
     def emit_stage(self, event: StageEvent) -> None:
         """Observe the stage's duration."""
-        feature = self._label("feature_name", event.feature_name)
-        stage = self._label("stage", event.stage)
-        self.metrics.stage_duration.labels(feature, stage).observe(event.duration_ms)
+        key = (event.feature_name, event.stage)
+        bound = self._stage_durations.get(key)
+        if bound is None:
+            bound = self._bind(
+                self._stage_durations,
+                key,
+                self.metrics.stage_duration,
+                ("feature_name", event.feature_name),
+                ("stage", event.stage),
+            )
+        for label in bound.folds:
+            self._label.count_fold(label)
+        bound.child.observe(event.duration_ms)
+
+    def _bind(
+        self,
+        cache: dict[tuple[str | None, str], _Bound[M]],
+        key: tuple[str | None, str],
+        metric: M,
+        *labels: tuple[str, str | None],
+    ) -> _Bound[M]:
+        """Bind ``metric`` to the guarded label values and cache the child.
+
+        The folds are kept with the child, so that every use of a folded
+        value still counts one fold, as an uncached lookup would.
+        """
+        values: list[str] = []
+        folds: list[str] = []
+        for label, raw in labels:
+            value, folded = self._label.resolve(label, raw)
+            values.append(value)
+            if folded:
+                folds.append(label)
+        bound = _Bound(metric.labels(*values), tuple(folds))
+        if len(cache) >= MAX_CACHED_LABEL_SETS:
+            cache.clear()
+        cache[key] = bound
+        return bound
 
     def count_error(self, emitter_name: str) -> None:
         """Count one caught emitter exception."""

