@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +25,8 @@ class FeedbackStats:
 
     @property
     def mean(self) -> float | None:
-        """Mean value, None without values."""
-        return self.total / self.count if self.count else None
+        """Mean value, None without values or when the sum overflows."""
+        return finite(self.total / self.count) if self.count else None
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,7 +93,12 @@ class GroupStats:
         stats.total += value
 
     def summary(self) -> dict[str, Any]:
-        """Return the group's figures as a JSON-ready dictionary."""
+        """Return the group's figures as a JSON-ready dictionary.
+
+        A figure that is not a finite number is None. The bounds that
+        parsing puts on a call's values keep the figures of calls finite, so
+        only a sum of feedback values can overflow.
+        """
         return {
             "calls": self.calls,
             "errors": self.errors,
@@ -105,8 +111,8 @@ class GroupStats:
             "time_to_first_token_ms_p50": self.time_to_first_token_ms.quantile(0.5),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
-            "cost_usd_per_1k_calls": _ratio(self.cost_usd * 1000, self.calls),
+            "cost_usd": finite(self.cost_usd),
+            "cost_usd_per_1k_calls": finite(_ratio(self.cost_usd * 1000, self.calls)),
             "unpriced_calls": self.unpriced_calls,
             "feedback": {
                 name: {"count": stats.count, "mean": stats.mean}
@@ -117,6 +123,17 @@ class GroupStats:
 
 def _ratio(numerator: float, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
+
+
+def finite(value: float | None) -> float | None:
+    """Return ``value``, or None if it is infinite or NaN.
+
+    JSON has no infinity or NaN, so a figure that overflowed is written as
+    null, an empty CSV cell or ``-``.
+    """
+    if value is None or math.isfinite(value):
+        return value
+    return None
 
 
 def group_key(call: Call, fields: tuple[str, ...]) -> tuple[str, ...]:

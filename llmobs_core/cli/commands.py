@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmobs_core.cli.compare import SideOf, build_comparison
+from llmobs_core.cli.compare import Comparison, SideOf, build_comparison
 from llmobs_core.cli.compare_output import (
     render_compare_csv,
     render_compare_json,
@@ -23,10 +23,14 @@ def run_report(args: argparse.Namespace) -> int:
     """Print the report of ``args.files``, and write it as HTML with ``--html``.
 
     Returns:
-        The exit status: 0, or 1 when an input cannot be read or the HTML
-        file cannot be written.
+        The exit status: 0, 1 when an input cannot be read or the HTML file
+        cannot be written, or 2 when ``--since`` is not before ``--until``.
     """
-    window = Window(args.since, args.until)
+    try:
+        window = _window(args)
+    except ValueError as error:
+        sys.stderr.write(f"llmobs report: {error}\n")
+        return 2
     try:
         with Inputs(args.files) as inputs:
             report = build_report(inputs, args.by, window)
@@ -57,17 +61,21 @@ def _write_html(path: str, page: str) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """Print the comparison of two slices of ``args.files``; return the status."""
+    """Print the comparison of two slices of ``args.files``; return the status.
+
+    A side without calls is printed like any other, with a warning on
+    standard error. The status is 2 for options that define no two distinct
+    sides or an empty time window, and 1 when an input cannot be read.
+    """
     try:
-        side_of, labels = _sides(args)
+        window = _window(args)
+        side_of, labels, descriptions = _sides(args)
     except ValueError as error:
         sys.stderr.write(f"llmobs compare: {error}\n")
         return 2
     try:
         with Inputs(args.files) as inputs:
-            comparison = build_comparison(
-                inputs, side_of, labels, Window(args.since, args.until), args.alpha
-            )
+            comparison = build_comparison(inputs, side_of, labels, window, args.alpha)
     except InputError as error:
         sys.stderr.write(f"llmobs compare: {error}\n")
         return 1
@@ -78,10 +86,38 @@ def run_compare(args: argparse.Namespace) -> int:
     }
     sys.stdout.write(render[args.format](comparison))
     _warn_skipped(comparison.skipped)
+    _warn_empty_sides(comparison, descriptions)
     return 0
 
 
-def _sides(args: argparse.Namespace) -> tuple[SideOf, tuple[str, str]]:
+def _warn_empty_sides(comparison: Comparison, descriptions: tuple[str, str]) -> None:
+    sides = (("A", comparison.a), ("B", comparison.b))
+    for (name, side), description in zip(sides, descriptions, strict=True):
+        if not side.stats.calls:
+            sys.stderr.write(
+                f"llmobs compare: warning: side {name} ({description}) has no "
+                "calls; check the value and the time window\n"
+            )
+
+
+def _window(args: argparse.Namespace) -> Window:
+    since, until = args.since, args.until
+    if since is not None and until is not None and until <= since:
+        raise ValueError(
+            f"--until {until.isoformat()} is not later than --since "
+            f"{since.isoformat()}; the window would be empty"
+        )
+    return Window(since, until)
+
+
+def _sides(
+    args: argparse.Namespace,
+) -> tuple[SideOf, tuple[str, str], tuple[str, str]]:
+    """Return which side a call is on, the side labels and their descriptions.
+
+    Raises:
+        ValueError: If the options do not define two distinct sides.
+    """
     by_field = args.field is not None or args.a is not None or args.b is not None
     by_time = args.before is not None or args.after is not None
     if by_field == by_time:
@@ -91,7 +127,13 @@ def _sides(args: argparse.Namespace) -> tuple[SideOf, tuple[str, str]]:
     if by_field:
         if args.field is None or args.a is None or args.b is None:
             raise ValueError("--field, --a and --b must be given together")
-        return _field_sides(args.field, args.a, args.b), (args.a, args.b)
+        if args.a == args.b:
+            raise ValueError(
+                f"--a and --b are both {args.a!r}; pass two different values "
+                f"of {args.field}"
+            )
+        descriptions = (f"{args.field} {args.a!r}", f"{args.field} {args.b!r}")
+        return _field_sides(args.field, args.a, args.b), (args.a, args.b), descriptions
     before = args.before if args.before is not None else args.after
     after = args.after if args.after is not None else args.before
     if after < before:
@@ -105,7 +147,8 @@ def _sides(args: argparse.Namespace) -> tuple[SideOf, tuple[str, str]]:
             return "a"
         return "b" if call.timestamp >= after else None
 
-    return side_of, (f"before {before.isoformat()}", f"after {after.isoformat()}")
+    labels = (f"before {before.isoformat()}", f"after {after.isoformat()}")
+    return side_of, labels, labels
 
 
 def _field_sides(field: str, a: str, b: str) -> SideOf:

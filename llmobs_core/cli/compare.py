@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from llmobs_core.cli.aggregate import GroupStats
+from llmobs_core.cli.aggregate import GroupStats, finite
 from llmobs_core.cli.inputs import Inputs
 from llmobs_core.cli.records import Call, Feedback, SkippedLines, parse_lines
 from llmobs_core.cli.report import Window
@@ -90,7 +90,11 @@ class Comparison:
     skipped: SkippedLines = dataclasses.field(default_factory=SkippedLines)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Return one row per figure: both values, the change and the test."""
+        """Return one row per figure: both values, the change and the test.
+
+        A value that is not a finite number is None, for example the relative
+        change from a cost per call of 1e-320.
+        """
         figures_a, figures_b = self.a.figures(), self.b.figures()
         latency_p = mann_whitney_p(
             self.a.latency_sample.values, self.b.latency_sample.values
@@ -117,12 +121,12 @@ class Comparison:
             rows.append(
                 {
                     "figure": name,
-                    "a": value_a,
-                    "b": value_b,
-                    "change": _change(value_a, value_b),
-                    "relative_change": _relative_change(value_a, value_b),
+                    "a": finite(value_a),
+                    "b": finite(value_b),
+                    "change": finite(_change(value_a, value_b)),
+                    "relative_change": finite(_relative_change(value_a, value_b)),
                     "test": test,
-                    "p_value": p_value,
+                    "p_value": finite(p_value),
                     "significant": None if p_value is None else p_value < self.alpha,
                 }
             )

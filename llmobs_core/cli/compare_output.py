@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from llmobs_core.cli.compare import Comparison
+from llmobs_core.cli.formats import escape_controls
 from llmobs_core.cli.stats import RESERVOIR_SIZE
 
 _FORMATS = {
@@ -34,7 +35,8 @@ _CSV_FIELDS = (
 
 def render_compare_text(comparison: Comparison) -> str:
     """Render one line per figure, with a ``*`` where the change is significant."""
-    header = ["", comparison.a.label, comparison.b.label, "change", "p-value", ""]
+    labels = [escape_controls(side.label) for side in (comparison.a, comparison.b)]
+    header = ["", *labels, "change", "p-value", ""]
     lines = [header]
     for row in comparison.rows():
         fmt = _FORMATS[row["figure"]]
@@ -94,8 +96,12 @@ def compare_json(comparison: Comparison) -> dict[str, Any]:
 
 
 def render_compare_json(comparison: Comparison) -> str:
-    """Render the comparison as one indented JSON document."""
-    return json.dumps(compare_json(comparison), indent=2) + "\n"
+    """Render the comparison as one indented JSON document.
+
+    Values that are not finite numbers are already None (null), so
+    ``allow_nan=False`` only guards against writing invalid JSON.
+    """
+    return json.dumps(compare_json(comparison), indent=2, allow_nan=False) + "\n"
 
 
 def render_compare_csv(comparison: Comparison) -> str:

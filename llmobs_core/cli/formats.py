@@ -1,4 +1,9 @@
-"""Render a report as an aligned text table, JSON or CSV."""
+"""Render a report as an aligned text table, JSON or CSV.
+
+Group values and feedback names come from the events, so text output escapes
+their control characters and CSV output keeps spreadsheets from reading them
+as formulas.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +47,20 @@ _CSV_FIELDS = (
 )
 TOTAL = "total"
 
+# C0 controls, DEL and C1 controls, each replaced by its \xNN escape. Printed
+# raw, ESC starts a terminal escape sequence and a newline breaks a row.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+}
+# Bidirectional formatting characters, replaced by their \uNNNN escape: they
+# reorder how the rest of a row is displayed.
+_CONTROL_ESCAPES.update(
+    (code, f"\\u{code:04x}")
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+)
+# Spreadsheets read a cell that starts with one of these as a formula.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
 
 def render_text(report: Report, top: int | None) -> str:
     """Render the totals and one aligned table per grouping."""
@@ -78,20 +97,26 @@ def table_cells(
     """Return the header and one formatted row per group, as text cells."""
     names = sorted({name for _key, stats in rows for name in stats.feedback})
     header = [*titles, *(title for _key, title, _f in _COLUMNS)]
-    header += [f"{name} n/mean" for name in names]
+    header += [f"{escape_controls(name)} n/mean" for name in names]
     lines = [header]
     for key, stats in rows:
         summary = stats.summary()
-        cells = [*key, *(_cell(summary[k], fmt) for k, _t, fmt in _COLUMNS)]
+        cells = [escape_controls(value) for value in key]
+        cells += [_cell(summary[k], fmt) for k, _t, fmt in _COLUMNS]
         for name in names:
             feedback = summary["feedback"].get(name)
-            cells.append(
-                "-"
-                if feedback is None
-                else f"{feedback['count']} / {feedback['mean']:.3g}"
-            )
+            if feedback is None:
+                cells.append("-")
+            else:
+                mean = _cell(feedback["mean"], "{:.3g}")
+                cells.append(f"{feedback['count']} / {mean}")
         lines.append(cells)
     return lines
+
+
+def escape_controls(text: str) -> str:
+    r"""Return ``text`` with control characters as ``\xNN``, bidi ones as ``\uNNNN``."""
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -135,8 +160,12 @@ def report_json(report: Report, top: int | None) -> dict[str, Any]:
 
 
 def render_json(report: Report, top: int | None) -> str:
-    """Render the report as one indented JSON document."""
-    return json.dumps(report_json(report, top), indent=2) + "\n"
+    """Render the report as one indented JSON document.
+
+    Figures that are not finite numbers are already None (null), so
+    ``allow_nan=False`` only guards against writing invalid JSON.
+    """
+    return json.dumps(report_json(report, top), indent=2, allow_nan=False) + "\n"
 
 
 def render_csv(report: Report, top: int | None) -> str:
@@ -145,6 +174,8 @@ def render_csv(report: Report, top: int | None) -> str:
     The ``by`` column names the grouping fields (``total`` for the totals
     row) and ``group`` their values, both joined with commas. Each feedback
     name adds ``feedback.<name>.count`` and ``feedback.<name>.mean`` columns.
+    A ``group`` cell that a spreadsheet would read as a formula starts with
+    a single quote.
     """
     rows: list[tuple[str, str, GroupStats]] = [(TOTAL, "", report.totals)]
     for grouping, table in report.groups.items():
@@ -154,18 +185,37 @@ def render_csv(report: Report, top: int | None) -> str:
     feedback_fields = [
         f"feedback.{n}.{part}" for n in names for part in ("count", "mean")
     ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["by", "group", *_CSV_FIELDS, *feedback_fields])
+    lines = [_csv_line(["by", "group", *_CSV_FIELDS, *feedback_fields])]
     for by, group, stats in rows:
         summary = stats.summary()
         values = [_csv_value(summary[field]) for field in _CSV_FIELDS]
         for name in names:
             feedback = summary["feedback"].get(name, {"count": 0, "mean": None})
             values += [_csv_value(feedback["count"]), _csv_value(feedback["mean"])]
-        writer.writerow([by, group, *values])
-    return buffer.getvalue()
+        lines.append(_csv_line([by, neutralize_formula(group), *values]))
+    return "".join(lines)
+
+
+def _csv_line(cells: list[str]) -> str:
+    # Before Python 3.13, csv.writer quotes a field that contains a carriage
+    # return only if the line terminator contains one, so a group value with
+    # "\r" would end its row for readers. Write "\r\n" and replace it.
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
+    return buffer.getvalue().removesuffix("\r\n") + "\n"
 
 
 def _csv_value(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def neutralize_formula(text: str) -> str:
+    """Prefix ``text`` with ``'`` if a spreadsheet would read it as a formula.
+
+    Excel, LibreOffice Calc and Google Sheets evaluate a cell that starts
+    with ``=``, ``+``, ``-``, ``@``, tab or carriage return, and read it as
+    text after a leading single quote, the defence that OWASP recommends
+    against CSV injection. Apply it to text cells only, because it turns a
+    negative number into text.
+    """
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text

@@ -1,19 +1,26 @@
-"""Render ``llmobs report`` as one self-contained HTML page with SVG charts.
+r"""Render ``llmobs report`` as one self-contained HTML page with SVG charts.
 
 The page loads nothing: its CSS and SVG charts are inline and it has no
 JavaScript. Every value taken from the events goes through ``html.escape``,
-because event fields such as ``feature_name`` come from applications.
+because event fields such as ``feature_name`` come from applications. Its
+control characters are also written as ``\xNN``, as in the text output.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import math
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from llmobs_core.cli.aggregate import NULL_GROUP
-from llmobs_core.cli.formats import TOTAL, grouping_title, table_cells
+from llmobs_core.cli.formats import (
+    TOTAL,
+    escape_controls,
+    grouping_title,
+    table_cells,
+)
 from llmobs_core.cli.inputs import Inputs
 from llmobs_core.cli.records import Call, SkippedLines, parse_lines
 from llmobs_core.cli.report import Report, Window, top_groups
@@ -185,26 +192,33 @@ def _html_row(cells: Sequence[str], tag: str, text_columns: int) -> str:
 
 
 def render_cost_chart(cost_by_feature: dict[str, float], top: int | None) -> str:
-    """Render the cost per feature as horizontal SVG bars, costliest first."""
+    """Render the cost per feature as horizontal SVG bars, costliest first.
+
+    A cost that is not a finite number (a sum that overflowed) is shown as
+    ``-`` without a bar.
+    """
     rows = sorted(cost_by_feature.items(), key=lambda item: (-item[1], item[0]))
     rows = rows if top is None else rows[:top]
     if not rows:
         return "<p>No calls in the window.</p>"
-    maximum = max(cost for _name, cost in rows) or 1.0
+    finite_costs = [cost for _name, cost in rows if math.isfinite(cost)]
+    maximum = max(finite_costs, default=0.0) or 1.0
     height = _ROW_HEIGHT * len(rows) + 10
     parts = [_svg_open(height, "Cost per feature in USD")]
     for index, (name, cost) in enumerate(rows):
         y = 5 + index * _ROW_HEIGHT
-        width = _BAR_WIDTH * cost / maximum
+        is_finite = math.isfinite(cost)
+        width = _BAR_WIDTH * cost / maximum if is_finite else 0.0
         value_x = _LABEL_WIDTH + width + 6
-        label = _escape(f"{name}: ${cost:,.4f}")
+        value = f"${cost:,.4f}" if is_finite else "-"
+        label = _escape(f"{name}: {value}")
         parts += [
             f'<text x="{_LABEL_WIDTH - 6}" y="{y + 15}" text-anchor="end">'
             f"{_escape(_clip(name))}<title>{_escape(name)}</title></text>",
             f'<rect x="{_LABEL_WIDTH}" y="{y + 3}" width="{width:.1f}" '
             f'height="{_ROW_HEIGHT - 6}" fill="{_PALETTE[0]}"><title>{label}</title>'
             "</rect>",
-            f'<text x="{value_x:.1f}" y="{y + 15}">${cost:,.4f}</text>',
+            f'<text x="{value_x:.1f}" y="{y + 15}">{value}</text>',
         ]
     parts.append("</svg>")
     return "\n".join(parts)
@@ -235,7 +249,9 @@ def _p95_series(charts: ChartData) -> dict[str, list[tuple[int, float]]]:
         points = []
         for bucket, sketch in sorted(sketches.items()):
             p95 = sketch.quantile(0.95)
-            if p95 is not None:
+            # Parsing bounds latency_ms, so p95 is finite. An infinite one
+            # would make every coordinate NaN.
+            if p95 is not None and math.isfinite(p95):
                 points.append((bucket, p95))
         if points:
             series[model] = points
@@ -311,4 +327,4 @@ def _clip(text: str) -> str:
 
 
 def _escape(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(escape_controls(text), quote=True)

@@ -8,6 +8,7 @@ import io
 import shutil
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -36,17 +37,16 @@ class Inputs:
             name.
 
     Raises:
-        InputError: If a file does not exist, or ``-`` is given twice.
+        InputError: If a path does not exist or is not a regular file, or
+            ``-`` is given twice.
     """
 
     def __init__(self, paths: Sequence[str]) -> None:
         if list(paths).count(STDIN_NAME) > 1:
             raise InputError("'-' (standard input) can be given only once")
         for path in paths:
-            if path != STDIN_NAME and not Path(path).is_file():
-                raise InputError(
-                    f"input file {path!r} not found; pass a JSON lines file"
-                )
+            if path != STDIN_NAME:
+                _check_file(path)
         self._paths = list(paths)
         self._stdin_copy: IO[bytes] | None = None
 
@@ -85,6 +85,22 @@ class Inputs:
             yield _decompressed(stream)
 
 
+def _check_file(path: str) -> None:
+    file = Path(path)
+    if file.is_file():
+        return
+    if file.is_dir():
+        raise InputError(f"input {path!r} is a directory; pass a JSON lines file")
+    if file.exists():
+        # A pipe such as <(zcat events.gz) cannot be read twice, as the
+        # feedback join does.
+        raise InputError(
+            f"input {path!r} is not a regular file; pass a JSON lines file, "
+            "or - to read standard input"
+        )
+    raise InputError(f"input file {path!r} not found; pass a JSON lines file")
+
+
 def _decompressed(stream: IO[bytes]) -> IO[bytes]:
     magic = stream.read(len(_GZIP_MAGIC))
     stream.seek(0)
@@ -97,7 +113,9 @@ def _decompressed(stream: IO[bytes]) -> IO[bytes]:
 def _read_lines(name: str, stream: IO[bytes]) -> Iterator[bytes]:
     try:
         yield from stream
-    except (OSError, EOFError) as error:
+    # gzip raises EOFError for a truncated file, zlib.error for corrupt
+    # compressed data and BadGzipFile (an OSError) for a bad header or CRC.
+    except (OSError, EOFError, zlib.error) as error:
         raise InputError(
             f"cannot read {name!r}: {error}; check that it is a complete JSON "
             "lines file, plain or gzip"

@@ -64,12 +64,21 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--until", type=parse_timestamp, help="only calls before this RFC 3339 time"
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output format: table (aligned text, the default), json (one "
+        "JSON document) or csv",
+    )
 
 
 def _add_sides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--field", help="field that tells the sides apart, with --a/--b"
+        "--field",
+        type=_group_field,
+        help="field that tells the sides apart, with --a/--b. Fields: "
+        f"{', '.join(GROUP_FIELDS)}",
     )
     parser.add_argument("--a", help="value of --field on side A (the baseline)")
     parser.add_argument("--b", help="value of --field on side B")
@@ -99,6 +108,15 @@ def _grouping(value: str) -> tuple[str, ...]:
                 f"invalid --by field {field!r}; use one of {', '.join(GROUP_FIELDS)}"
             )
     return fields
+
+
+def _group_field(value: str) -> str:
+    field = value.strip()
+    if field not in GROUP_FIELDS:
+        raise argparse.ArgumentTypeError(
+            f"invalid field {value!r}; use one of {', '.join(GROUP_FIELDS)}"
+        )
+    return field
 
 
 def _probability(value: str) -> float:

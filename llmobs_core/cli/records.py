@@ -3,8 +3,9 @@
 A line is a call event unless its ``event`` field is ``"feedback"``. A call
 event needs ``timestamp``, ``model``, ``latency_ms`` and ``status``. Every other
 field may be missing, as in lines of schema versions 1.0 and 1.1, and is then
-read as null. A line that is not a JSON object, lacks a required field or
-has a field of the wrong type is skipped and counted, never fatal.
+read as null. A line that is not a JSON object, is nested too deeply to
+decode, lacks a required field, has a field of the wrong type or a number
+above ``MAX_VALUES`` is skipped and counted, never fatal.
 
 Lines are decoded by msgspec when it is installed (the ``fast`` extra). It
 builds only the fields in ``EVENT_FIELDS``, skips the rest of the line and
@@ -96,6 +97,24 @@ _OPTIONAL_STRINGS = (
 _OPTIONAL_NUMBERS = ("time_to_first_token_ms", "cost_usd")
 _OPTIONAL_COUNTS = ("input_tokens", "output_tokens")
 MAX_EXAMPLES = 5
+
+# No single call takes 1e9 ms (11.6 days), costs a million dollars or uses
+# 10**12 tokens. These bounds keep the sums, means and variances of any number
+# of calls finite, so a few corrupt values cannot turn every figure into
+# infinity. They are below 2**53, so an integer value is exact as a float.
+MAX_MILLISECONDS: Final = 1_000_000_000
+MAX_COST_USD: Final = 1_000_000
+MAX_TOKENS: Final = 1_000_000_000_000
+MAX_VALUES: Final[dict[str, int]] = {
+    "latency_ms": MAX_MILLISECONDS,
+    "time_to_first_token_ms": MAX_MILLISECONDS,
+    "cost_usd": MAX_COST_USD,
+    "input_tokens": MAX_TOKENS,
+    "output_tokens": MAX_TOKENS,
+}
+"""Largest value of each numeric field of a call; a larger one skips the line."""
+NESTED_TOO_DEEPLY = "JSON nested too deeply"
+"""Reason of a line whose nesting exceeds the decoder's recursion limit."""
 
 
 class MalformedLine(ValueError):
@@ -193,6 +212,10 @@ class Call:
     def group_value(self, field: str) -> str | None:
         """Return the value of ``field``, read from ``extra`` when not a field.
 
+        A value that is not a string (only ``variant`` and values from
+        ``extra`` are not type-checked) is returned as compact JSON text, or
+        None if it is nested too deeply to encode.
+
         Args:
             field: One of ``GROUP_FIELDS``.
         """
@@ -200,7 +223,19 @@ class Call:
         if value is MISSING:
             extra = self.fields.extra
             value = extra.get(field) if isinstance(extra, dict) else None
-        return None if value is None else str(value)
+        if value is None or isinstance(value, str):
+            return value
+        return _json_text(value)
+
+
+def _json_text(value: object) -> str | None:
+    """Return ``value`` as compact JSON, None if it is nested too deeply."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        # The line was decoded with a little more stack to spare than this
+        # call has, so a value nested just below that limit cannot be encoded.
+        return None
 
 
 def parse_line(line: bytes | str) -> Call | Feedback:
@@ -223,6 +258,8 @@ def parse_line_with_json(line: bytes | str) -> Call | Feedback:
         data = json.loads(line)
     except ValueError:
         raise MalformedLine("invalid JSON") from None
+    except RecursionError:
+        raise MalformedLine(NESTED_TOO_DEEPLY) from None
     if not isinstance(data, dict):
         raise MalformedLine("not a JSON object")
     fields = cast(EventFields, _DictFields(data))
@@ -234,19 +271,21 @@ def parse_line_with_json(line: bytes | str) -> Call | Feedback:
 def _msgspec_parser() -> Callable[[bytes | str], Call | Feedback] | None:
     if msgspec is None:
         return None
-    number = Annotated[float, msgspec.Meta(ge=0)]
-    count = Annotated[int, msgspec.Meta(ge=0)]
+    milliseconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_MILLISECONDS)]
+    cost = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_USD)]
+    count = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
     # The types that _validate_call checks. msgspec reads an integer into a
-    # float field as a float, and rejects integers beyond a float's range.
+    # float field as a float.
     types: dict[str, Any] = dict.fromkeys(EVENT_FIELDS, Any)
     types.update(dict.fromkeys(_OPTIONAL_STRINGS, str | None))
-    types.update(dict.fromkeys(_OPTIONAL_NUMBERS, number | None))
     types.update(dict.fromkeys(_OPTIONAL_COUNTS, count | None))
     types.update(
         timestamp=str,
         model=str,
         status=str,
-        latency_ms=number,
+        latency_ms=milliseconds,
+        time_to_first_token_ms=milliseconds | None,
+        cost_usd=cost | None,
         cache_hit=bool | None,
         extra=dict[str, Any] | None,
     )
@@ -270,7 +309,8 @@ def _msgspec_parser() -> Callable[[bytes | str], Call | Feedback] | None:
                 return parse_line_with_json(line)
         try:
             fields = decoder.decode(line)
-        except decode_error:
+        except (decode_error, RecursionError):
+            # json then rejects a line nested too deeply, with that reason.
             return parse_line_with_json(line)
         if fields.event == "feedback":
             return _parse_feedback(fields)
@@ -319,6 +359,7 @@ def _validate_call(fields: EventFields) -> datetime:
     latency = fields.latency_ms
     if not _is_number(latency) or latency < 0:
         raise MalformedLine(_missing_or_wrong(latency, "latency_ms", "a number >= 0"))
+    _check_maximum("latency_ms", latency)
     for name in _OPTIONAL_STRINGS:
         value = getattr(fields, name)
         if value is not MISSING and not isinstance(value, str | None):
@@ -327,15 +368,23 @@ def _validate_call(fields: EventFields) -> datetime:
         value = getattr(fields, name)
         if value is not None and (not _is_number(value) or value < 0):
             raise MalformedLine(f"{name} is not a number >= 0")
+        _check_maximum(name, value)
     for name in _OPTIONAL_COUNTS:
         value = getattr(fields, name)
         if value is not None and (type(value) is not int or value < 0):
             raise MalformedLine(f"{name} is not an integer >= 0")
+        _check_maximum(name, value)
     if not isinstance(fields.cache_hit, bool | None):
         raise MalformedLine("cache_hit is not a boolean")
     if not isinstance(fields.extra, dict | None):
         raise MalformedLine("extra is not an object")
     return timestamp
+
+
+def _check_maximum(name: str, value: float | None) -> None:
+    maximum = MAX_VALUES[name]
+    if value is not None and value > maximum:
+        raise MalformedLine(f"{name} is above {maximum:,}")
 
 
 def _parse_feedback(fields: EventFields) -> Feedback:

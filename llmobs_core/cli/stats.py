@@ -148,9 +148,12 @@ def welch_t_p(a: RunningMoments, b: RunningMoments) -> float | None:
     if standard_error == 0:
         return None if a.mean == b.mean else 0.0
     t = (b.mean - a.mean) / standard_error
-    degrees = (error_a + error_b) ** 2 / (
-        error_a**2 / (a.count - 1) + error_b**2 / (b.count - 1)
-    )
+    # (error_a + error_b)**2 / (error_a**2 / (n_a - 1) + error_b**2 / (n_b - 1)),
+    # divided through by (error_a + error_b)**2. Squared, the errors of costs
+    # near 1e-150 dollars underflow to zero, which would divide by zero.
+    share_a = error_a / (error_a + error_b)
+    share_b = error_b / (error_a + error_b)
+    degrees = 1 / (share_a**2 / (a.count - 1) + share_b**2 / (b.count - 1))
     return student_t_two_sided_p(t, degrees)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from llmobs_core.cli import main
+from llmobs_core.cli.records import GROUP_FIELDS
 from tests.cli._events import at, call_line
 
 # Every test runs with each line parser, msgspec and json.
@@ -253,3 +254,112 @@ def test_compare_invalid_alpha(
         main(["compare", str(path), "--after", at(0).isoformat(), "--alpha", "5"])
     assert exit_info.value.code == 2
     assert "invalid alpha '5'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", ["tenant_id", "nosuch", "exp"])
+def test_compare_invalid_field(
+    tmp_path: Path, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line(extra={"exp": "x"}) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(path), "--field", field, "--a", "x", "--b", "y"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"invalid field {field!r}" in err
+    assert f"use one of {', '.join(GROUP_FIELDS)}" in err
+
+
+@pytest.mark.parametrize("field", GROUP_FIELDS)
+def test_compare_accepts_by_fields(
+    tmp_path: Path, field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # variant is not a field of the event, so it is read from extra.
+    lines = [
+        call_line(
+            **({"extra": {field: value}} if field == "variant" else {field: value})
+        )
+        for value in ("x", "y", "y")
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = compare_rows(capsys, str(path), "--field", field, "--a", "x", "--b", "y")
+    assert rows["calls"]["a"] == 1
+    assert rows["calls"]["b"] == 2
+
+
+def test_compare_equal_sides_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line(feature_name="f1") + "\n")
+    argv = ["--field", "feature_name", "--a", "f1", "--b", "f1"]
+    assert main(["compare", str(path), *argv]) == 2
+    captured = capsys.readouterr()
+    assert "--a and --b are both 'f1'" in captured.err
+    assert captured.out == ""
+
+
+def test_compare_empty_side_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line(feature_name="f1") + "\n")
+    argv = ["--field", "feature_name", "--a", "f1", "--b", "f2"]
+    rows = compare_rows(capsys, str(path), *argv)
+    assert rows["calls"]["a"] == 1
+    assert rows["calls"]["b"] == 0
+    assert rows["latency_ms_p50"]["b"] is None
+    assert main(["compare", str(path), *argv]) == 0
+    err = capsys.readouterr().err
+    assert "warning: side B (feature_name 'f2') has no calls" in err
+    assert "side A" not in err
+
+
+def test_compare_empty_time_side_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line(timestamp=at(60)) + "\n")
+    instant = at(0).isoformat()
+    assert main(["compare", str(path), "--after", instant, "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: side A (before {instant}) has no calls" in captured.err
+    assert "side B" not in captured.err
+    assert captured.out.startswith("figure,a,b,")
+
+
+def test_compare_relative_change_overflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1.0 / 5e-324 is beyond the float range, so the relative change is null.
+    lines = []
+    for _ in range(3):
+        lines.append(call_line(feature_name="a", cost_usd=5e-324))
+        lines.append(call_line(feature_name="b", cost_usd=1.0))
+    path = tmp_path / "e.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    argv = ["compare", str(path), "--field", "feature_name", "--a", "a", "--b", "b"]
+    assert main([*argv, "--format", "json"]) == 0
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=reject)
+    cost = next(row for row in result["rows"] if row["figure"] == "cost_usd_per_call")
+    assert cost["relative_change"] is None
+    assert cost["change"] == 1.0
+    assert main([*argv, "--format", "csv"]) == 0
+    assert "inf" not in capsys.readouterr().out
+
+
+def test_compare_table_escapes_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_text(call_line(feature_name="\x1b[2J") + "\n")
+    argv = ["--field", "feature_name", "--a", "\x1b[2J", "--b", "other"]
+    assert main(["compare", str(path), *argv]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert out.splitlines()[0].split()[0] == "\\x1b[2J"

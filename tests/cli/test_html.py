@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llmobs_core.cli import main
-from llmobs_core.cli.html import ChartData, render_latency_chart
+from llmobs_core.cli.html import ChartData, render_cost_chart, render_latency_chart
 from tests.cli._events import at, call_line
 
 HOSTILE = "<script>alert(1)</script>"
@@ -194,3 +196,29 @@ def test_html_renders_in_chromium(report_path: Path, tmp_path: Path) -> None:
     console = [line for line in log.splitlines() if ":CONSOLE" in line]
     assert console == []
     assert "Uncaught" not in log
+
+
+def test_cost_chart_with_overflowing_cost() -> None:
+    svg = render_cost_chart({"overflow": math.inf, "chat": 2.0, "search": 1.0}, None)
+    attributes = re.findall(r'\w+="([^"]*)"', svg)
+    assert attributes
+    for value in attributes:
+        assert "nan" not in value.lower(), value
+        assert "inf" not in value.lower(), value
+    assert 'width="330.0"' in svg
+    assert "overflow: -" in svg
+
+
+def test_html_escapes_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(call_line(feature_name="chat\x1b[31m\x00") + "\n")
+    output = tmp_path / "report.html"
+    argv = ["report", str(events), "--by", "feature_name", "--html", str(output)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    page = output.read_text(encoding="utf-8")
+    assert "chat\\x1b[31m\\x00" in page
+    assert "\x1b" not in page
+    assert "\x00" not in page

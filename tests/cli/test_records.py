@@ -31,6 +31,13 @@ TRICKY_LINES = [
     CALL + ',"cost_usd":Infinity}',
     CALL + ',"cost_usd":1' + "0" * 400 + "}",
     CALL + ',"cost_usd":1' + "0" * 300 + "}",
+    CALL + ',"cost_usd":1000000}',
+    CALL + ',"cost_usd":1000000.5}',
+    CALL + ',"latency_ms":1e9}',
+    CALL + ',"time_to_first_token_ms":1e10}',
+    CALL + ',"output_tokens":1000000000001}',
+    CALL + ',"extra":' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}",
+    "[" * 100_000,
     CALL + ',"input_tokens":1' + "0" * 30 + "}",
     CALL + ',"input_tokens":1.0}',
     CALL + ',"input_tokens":true}',
@@ -154,3 +161,32 @@ def test_group_value_missing_reads_extra() -> None:
     assert event.group_value("variant") == "3"
     assert event.group_value("feature_name") is None
     assert event.group_value("region") is None
+
+
+@pytest.mark.usefixtures("line_parser")
+@pytest.mark.parametrize(
+    ("variant", "group"),
+    [
+        ('["a", 1]', '["a",1]'),
+        ("true", "true"),
+        ("1.5", "1.5"),
+        ('{"k": "é"}', '{"k":"é"}'),
+        ('"b"', "b"),
+        ("null", None),
+    ],
+)
+def test_group_value_extra_as_json(variant: str, group: str | None) -> None:
+    event = records.parse_line(CALL + ',"extra":{"variant":' + variant + "}}")
+    assert isinstance(event, Call)
+    assert event.group_value("variant") == group
+
+
+def test_group_value_too_deep_for_json() -> None:
+    # Built in Python, so deeper than any line the decoders accept.
+    nested: list[Any] = []
+    for _ in range(100_000):
+        nested = [nested]
+    event = parse_line_with_json(CALL + "}")
+    assert isinstance(event, Call)
+    event.fields.extra = {"variant": nested}
+    assert event.group_value("variant") is None

@@ -4,9 +4,11 @@ import csv
 import gzip
 import io
 import json
+import os
 import random
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -439,3 +441,303 @@ def test_lone_surrogate_in_group_is_printed_escaped(
     assert result.returncode == 0, result.stderr
     written = html.read_text(encoding="utf-8") if output == "html" else result.stdout
     assert "\\ud800m" in written
+
+
+def strict_json(text: str) -> Any:
+    """Parse ``text`` as JSON, rejecting NaN and Infinity as invalid."""
+
+    def reject(constant: str) -> None:
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+MINIMAL_CALL = (
+    '{"timestamp":"2026-03-01T10:00:00Z","model":"m","latency_ms":5,"status":"ok"'
+)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param("[" * 100_000, id="deep-array"),
+        pytest.param(
+            MINIMAL_CALL + ',"extra":' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}",
+            id="deep-extra",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_deeply_nested_line_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, command: str
+) -> None:
+    path = write_lines(tmp_path / "deep.jsonl", [call_line(), line])
+    argv = [command, str(path), "--format", "json"]
+    if command == "compare":
+        argv += ["--after", at(0).isoformat()]
+
+    assert main(argv) == 0
+
+    skipped = strict_json(capsys.readouterr().out)["skipped_lines"]
+    assert skipped["count"] == 1
+    assert skipped["reasons"] == {"JSON nested too deeply": 1}
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_corrupt_gzip_cannot_be_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    stdin: bool,
+) -> None:
+    # A gzip header followed by data that is not deflate-compressed.
+    corrupt = b"\x1f\x8b\x08\x00garbagegarbage"
+    path = tmp_path / "bad.gz"
+    path.write_bytes(corrupt)
+    name = str(path)
+    if stdin:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(corrupt)))
+        name = "-"
+    argv = [command, name]
+    if command == "compare":
+        argv += ["--after", at(0).isoformat()]
+
+    assert main(argv) == 1
+
+    err = capsys.readouterr().err
+    assert "cannot read" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("field", "maximum"),
+    [
+        ("latency_ms", "1_000_000_000"),
+        ("time_to_first_token_ms", "1_000_000_000"),
+        ("cost_usd", "1_000_000"),
+        ("input_tokens", "1_000_000_000_000"),
+        ("output_tokens", "1_000_000_000_000"),
+    ],
+)
+def test_report_skips_values_above_maximum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, maximum: str
+) -> None:
+    limit = int(maximum)
+    path = write_lines(
+        tmp_path / "events.jsonl",
+        [
+            MINIMAL_CALL + f',"{field}":{limit}}}',
+            MINIMAL_CALL + f',"{field}":{limit + 1}}}',
+            # An integer literal, so that counts are not rejected as floats.
+            MINIMAL_CALL + f',"{field}":1{"0" * 300}}}',
+        ],
+    )
+
+    result = strict_json(run_text(capsys, "report", str(path), "--format", "json"))
+
+    assert result["totals"]["calls"] == 1
+    assert result["skipped_lines"]["reasons"] == {f"{field} is above {limit:,}": 2}
+
+
+def test_report_overflowing_costs_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = call_line(feature_name="chat", cost_usd=1e308)
+    path = write_lines(tmp_path / "events.jsonl", [line, line, call_line()])
+    argv = ["report", str(path), "--by", "feature_name"]
+
+    result = strict_json(run_text(capsys, *argv, "--format", "json"))
+    csv_text = run_text(capsys, *argv, "--format", "csv")
+
+    assert result["totals"]["calls"] == 1
+    assert result["totals"]["cost_usd"] == 0.0
+    assert "inf" not in csv_text
+
+
+def run_text(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def test_report_overflowing_feedback_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Feedback values have no bound, so their sum can overflow.
+    path = write_lines(
+        tmp_path / "events.jsonl",
+        [
+            call_line(request_id="r1", feature_name="chat"),
+            feedback_line("r1", "score", 1e308),
+            feedback_line("r1", "score", 1e308),
+        ],
+    )
+    argv = ["report", str(path), "--by", "feature_name"]
+
+    result = strict_json(run_text(capsys, *argv, "--format", "json"))
+    rows = list(csv.DictReader(io.StringIO(run_text(capsys, *argv, "--format", "csv"))))
+    table = run_text(capsys, *argv)
+
+    assert rows_by_group(result)["chat"]["feedback"]["score"] == {
+        "count": 2,
+        "mean": None,
+    }
+    assert rows[1]["feedback.score.mean"] == ""
+    assert rows[1]["feedback.score.count"] == "2"
+    assert "2 / -" in table
+    assert "inf" not in table
+
+
+def test_report_directory_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"input {str(tmp_path)!r} is a directory" in err
+    assert "not found" not in err
+
+
+def test_report_pipe_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    assert main(["report", str(fifo)]) == 1
+    assert f"input {str(fifo)!r} is not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        pytest.param(at(60), at(0), id="since-after-until"),
+        pytest.param(at(60), at(60), id="equal"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_empty_time_window_rejected(
+    events: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    since: datetime,
+    until: datetime,
+) -> None:
+    argv = [command, str(events), "--since", since.isoformat()]
+    argv += ["--until", until.isoformat()]
+    if command == "compare":
+        argv += ["--after", at(30).isoformat()]
+
+    assert main(argv) == 2
+
+    captured = capsys.readouterr()
+    assert (
+        f"--until {until.isoformat()} is not later than --since {since.isoformat()}"
+        in captured.err
+    )
+    assert captured.out == ""
+
+
+CONTROL_VALUES = {
+    "escape": ("chat\x1b[31m", "chat\\x1b[31m"),
+    "nul": ("a\x00b", "a\\x00b"),
+    "newline": ("two\nlines\r", "two\\x0alines\\x0d"),
+    "delete": ("del\x7f", "del\\x7f"),
+    "c1": ("csi\x9b2J", "csi\\x9b2J"),
+    "bidi": ("evil\u202etxt.exe", "evil\\u202etxt.exe"),
+}
+
+
+def has_control_character(text: str) -> bool:
+    return any(
+        ord(char) < 0x20
+        or 0x7F <= ord(char) < 0xA0
+        or 0x2066 <= ord(char) <= 0x2069
+        or 0x202A <= ord(char) <= 0x202E
+        for char in text
+        if char != "\n"
+    )
+
+
+def test_report_table_escapes_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        call_line(request_id=name, feature_name=raw)
+        for name, (raw, _escaped) in CONTROL_VALUES.items()
+    ]
+    lines.append(feedback_line("escape", "score\x1b]0;title\x07", 1))
+    path = write_lines(tmp_path / "events.jsonl", lines)
+
+    out = run_text(capsys, "report", str(path), "--by", "feature_name")
+
+    assert not has_control_character(out)
+    for _raw, escaped in CONTROL_VALUES.values():
+        assert escaped in out
+    assert "score\\x1b]0;title\\x07 n/mean" in out
+    table = out.split("By feature_name\n")[1].split("\n\n")[0].splitlines()
+    assert len(table) == 1 + len(CONTROL_VALUES)
+    assert len({len(line) for line in table}) == 1, "rows are not aligned"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("chat", "chat"),
+        ("a=b", "a=b"),
+        # Quoted, so the carriage return does not end the row.
+        ("a\rb", "a\rb"),
+    ],
+)
+def test_report_csv_neutralizes_formulas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, cell: str
+) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [call_line(feature_name=value)])
+
+    out = run_text(
+        capsys, "report", str(path), "--by", "feature_name", "--format", "csv"
+    )
+
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert rows[1]["group"] == cell
+    assert rows[0]["group"] == ""
+
+
+@pytest.mark.parametrize(
+    ("variant", "group"),
+    [
+        pytest.param(["a"], '["a"]', id="array"),
+        pytest.param(True, "true", id="boolean"),
+        pytest.param(7, "7", id="integer"),
+        pytest.param({"x": "é"}, '{"x":"é"}', id="object"),
+    ],
+)
+def test_report_groups_non_string_variant_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], variant: Any, group: str
+) -> None:
+    # The schema allows only strings in extra, but older or other writers
+    # may put any JSON value there.
+    line = MINIMAL_CALL + ',"extra":' + json.dumps({"variant": variant}) + "}"
+    path = write_lines(tmp_path / "events.jsonl", [line])
+
+    result = run_json(capsys, "report", str(path), "--by", "variant")
+
+    assert list(rows_by_group(result)) == [group]
+
+
+def test_report_format_has_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llmobs_core.cli", "report", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    options = result.stdout.split("options:")[1]
+    assert "--format {table,json,csv}" in options
+    assert "output format: table" in options

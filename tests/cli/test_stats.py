@@ -151,3 +151,12 @@ def test_welch_without_variance() -> None:
     assert welch_t_p(moments([1.0]), moments([1.0, 2.0])) is None
     assert welch_t_p(moments([2.0, 2.0]), moments([2.0, 2.0])) is None
     assert welch_t_p(moments([2.0, 2.0]), moments([3.0, 3.0])) == 0.0
+
+
+def test_welch_tiny_values_scale_invariant() -> None:
+    # The t-test does not depend on the unit, but squaring the standard
+    # errors of values near 1e-150 (about 1e-300) underflows to zero.
+    scale = 1e-150
+    a = moments([value * scale for value in (1, 2, 3, 4, 5)])
+    b = moments([value * scale for value in (2, 4, 6, 8, 10, 12)])
+    assert welch_t_p(a, b) == pytest.approx(0.04928433820673053, rel=1e-9)
