@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from llmobs_core._capture import ContentCapture
+from llmobs_core._capture import content_capture
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core._status import classify_exception, error_type_name
@@ -25,7 +24,7 @@ from llmobs_core.context import (
     llmobs_bound,
     llmobs_request,
 )
-from llmobs_core.emitters import CallStart
+from llmobs_core.emitters import CallStart, StageEvent
 from llmobs_core.pricing import CACHE_HIT_SOURCE
 from llmobs_core.privacy import CaptureMode, Hasher
 from llmobs_core.providers import (
@@ -91,9 +90,7 @@ class LLMCall:
         "_capture",
         "_chunks",
         "_config",
-        "_finished",
         "_first_token_ns",
-        "_lock",
         "_on_stream_end",
         "_output_chars",
         "_prompt_chars",
@@ -104,6 +101,7 @@ class LLMCall:
         "_stream_end",
         "_streaming",
         "_trace_id",
+        "_unfinished",
         "_usage",
         "extra",
         "fallback_from",
@@ -152,8 +150,9 @@ class LLMCall:
         self._status: CallStatus | None = None
         self._stream_end: StreamEnd | None = None
         self._on_stream_end: Callable[[BaseException | None], None] | None = None
-        self._finished = False
-        self._lock = threading.Lock()
+        # Popped by the first finish(); list.pop() is atomic, so a stream
+        # ending on another thread and the scope's exit cannot both finish.
+        self._unfinished = [True]
         # A span's ids never change, so they are formatted once.
         span_context = span.get_span_context()
         self._trace_id = format_trace_id(span_context.trace_id)
@@ -165,7 +164,7 @@ class LLMCall:
         self.prompt_template_hash = _template_hash(
             prompt_template_id, prompt_template, config.hasher
         )
-        self._capture = ContentCapture(
+        self._capture = content_capture(
             self._capture_mode(span_context.trace_id),
             config.privacy,
             config.redactor,
@@ -468,23 +467,36 @@ class LLMCall:
         else:
             self.finish(error)
 
-    def finish(self, error: BaseException | None) -> LLMCallLog | None:
+    def finish(
+        self, error: BaseException | None, stage: StageEvent | None = None
+    ) -> LLMCallLog | None:
         """Build the call's event and send it to every emitter, once.
 
-        Later calls do nothing and return None. The span is left open; its
-        owner ends it after this returns.
+        Later calls send no call event and return None. The span is left
+        open; its owner ends it after this returns.
+
+        Args:
+            error: The exception that ended the call, if any.
+            stage: The ``call_llm`` stage event, sent in the same pass over
+                the emitters as the call event, and sent on its own when no
+                call event is.
         """
-        with self._lock:
-            if self._finished:
-                return None
-            self._finished = True
+        fanout = self._config.fanout
+        try:
+            self._unfinished.pop()
+        except IndexError:
+            if stage is not None:
+                fanout.emit_stage(stage)
+            return None
         try:
             event = self._build_event(error)
         except Exception:  # noqa: BLE001 - must not break the user's request
             # NOTE: the in-flight gauge keeps this call, since no event ends it.
             _warning.warn("event", "building the LLM call event failed", exc_info=True)
+            if stage is not None:
+                fanout.emit_stage(stage)
             return None
-        self._config.fanout.emit_call(event, self.span)
+        fanout.emit_call(event, self.span, stage)
 
         return event
 

@@ -28,8 +28,8 @@ class ContentCapture:
     def __init__(
         self,
         mode: CaptureMode,
-        policy: PrivacyPolicy,
-        redactor: Redactor,
+        policy: PrivacyPolicy | None,
+        redactor: Redactor | None,
         prompt: Any,
     ) -> None:
         self.mode = mode
@@ -87,7 +87,22 @@ class ContentCapture:
         # item into a part the redactor no longer recognizes.
         if text is None:
             return None
+        assert self._redactor is not None  # set in every mode but NONE
+        assert self._policy is not None
         return self._redactor.redact(text)[: self._policy.snippet_chars]
+
+
+# Mode NONE keeps no state, so every call without capture shares one.
+NO_CAPTURE = ContentCapture(CaptureMode.NONE, None, None, None)
+
+
+def content_capture(
+    mode: CaptureMode, policy: PrivacyPolicy, redactor: Redactor, prompt: Any
+) -> ContentCapture:
+    """Return the content capture of one call: ``NO_CAPTURE`` in mode ``NONE``."""
+    if mode is CaptureMode.NONE:
+        return NO_CAPTURE
+    return ContentCapture(mode, policy, redactor, prompt)
 
 
 def render_prompt(prompt: Any, *, whole: bool) -> str:

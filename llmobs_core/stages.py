@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
@@ -70,8 +69,9 @@ class StageScope:
         self._token: Token[Any] | None = None
         self._state: RequestState | None = None
         self._fanout: EmitterFanout | None = None
-        self._completed = False
-        self._lock = threading.Lock()
+        # Popped by the first completion; list.pop() is atomic, so two
+        # threads ending the stage at once cannot both complete it.
+        self._incomplete = [True]
 
     def _fresh(self) -> Self:
         return type(self)(self.stage, self.attributes)
@@ -113,10 +113,10 @@ class StageScope:
 
     def _complete(self, error: BaseException | None) -> None:
         """Emit the stage's events and end its span, the first time only."""
-        with self._lock:
-            if self._completed:
-                return
-            self._completed = True
+        try:
+            self._incomplete.pop()
+        except IndexError:
+            return
         span = self.span
         assert span is not None  # _start() ran
         duration_ms = (time.perf_counter_ns() - self._started_ns) / 1e6
@@ -139,17 +139,20 @@ class StageScope:
     def _emit_stage(
         self, error: BaseException | None, duration_ms: float, trace_id: str
     ) -> None:
-        state = self._state
         assert self._fanout is not None  # _start() ran
-        self._fanout.emit_stage(
-            StageEvent(
-                stage=self.stage,
-                feature_name=self._feature,
-                duration_ms=duration_ms,
-                failed=error is not None,
-                request_id=state.request_id if state is not None else None,
-                trace_id=trace_id,
-            )
+        self._fanout.emit_stage(self._stage_event(error, duration_ms, trace_id))
+
+    def _stage_event(
+        self, error: BaseException | None, duration_ms: float, trace_id: str
+    ) -> StageEvent:
+        state = self._state
+        return StageEvent(
+            stage=self.stage,
+            feature_name=self._feature,
+            duration_ms=duration_ms,
+            failed=error is not None,
+            request_id=state.request_id if state is not None else None,
+            trace_id=trace_id,
         )
 
     def __enter__(self) -> Self:
@@ -280,8 +283,7 @@ class LLMCallScope(StageScope):
     ) -> None:
         call = self.call
         assert call is not None
-        call.finish(error)
-        self._emit_stage(error, duration_ms, call.trace_id)
+        call.finish(error, self._stage_event(error, duration_ms, call.trace_id))
 
     def _on_return(self, result: object) -> None:
         assert self.call is not None

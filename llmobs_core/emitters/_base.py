@@ -86,13 +86,24 @@ class EmitterFanout:
         self._count_error = count_error
         self._warning = RateLimitedWarning(logger, WARNING_INTERVAL_SECONDS)
 
-    def emit_call(self, event: LLMCallLog, span: Span) -> None:
-        """Send a call event to every emitter."""
+    def emit_call(
+        self, event: LLMCallLog, span: Span, stage: StageEvent | None = None
+    ) -> None:
+        """Send a call event, and the call's stage event if given, to every emitter.
+
+        Each emitter gets ``emit_call`` and then ``emit_stage``, in one pass
+        over the emitters; a failure of one does not skip the other.
+        """
         for emitter in self.emitters:
             try:
                 emitter.emit_call(event, span)
             except Exception as error:  # noqa: BLE001 - isolate emitter bugs
                 self._report(emitter, error, event.request_id, event.trace_id)
+            if stage is not None:
+                try:
+                    emitter.emit_stage(stage)
+                except Exception as error:  # noqa: BLE001 - isolate emitter bugs
+                    self._report(emitter, error, stage.request_id, stage.trace_id)
 
     def emit_call_start(
         self, start: CallStart, request_id: str | None, trace_id: str

@@ -52,6 +52,14 @@ class JsonLogEmitter:
         on_drop: Callable[[], None] | None = None,
     ) -> None:
         self._logger = logger or logging.getLogger(EVENTS_LOGGER)
+        # A Logger subclass may change how info() makes records, so only
+        # logging.Logger's own records are built here directly.
+        logger_class = type(self._logger)
+        self._plain_logger = (
+            logger_class.info is logging.Logger.info
+            and logger_class._log is logging.Logger._log
+            and logger_class.findCaller is logging.Logger.findCaller
+        )
         self._writer: BackgroundWriter[LLMCallLog] | None = None
         if background:
             self._writer = BackgroundWriter(
@@ -72,7 +80,29 @@ class JsonLogEmitter:
         return self._writer is None or self._writer.flush(timeout)
 
     def _log(self, event: LLMCallLog) -> None:
-        self._logger.info("%s", event.model_dump_json())
+        # Logs as self._logger.info("%s", line) does, with the same record,
+        # but takes the caller's file, line and function from this frame
+        # instead of logging's walk up the stack, which finds this frame too.
+        logger = self._logger
+        if not self._plain_logger:
+            logger.info("%s", event.model_dump_json())
+            return
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        line = event.model_dump_json()
+        frame = sys._getframe()
+        code = frame.f_code
+        record = logger.makeRecord(
+            logger.name,
+            logging.INFO,
+            code.co_filename,
+            frame.f_lineno,
+            "%s",
+            (line,),
+            None,
+            code.co_name,
+        )
+        logger.handle(record)
 
     def emit_stage(self, event: StageEvent) -> None:
         """Ignore stage events: they appear in metrics and spans only."""

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core.providers import anthropic, bedrock, gemini, openai
 from llmobs_core.providers._usage import Usage, read_field
 
@@ -25,7 +26,8 @@ _RESPONSE_READERS: tuple[Callable[[Any], Usage | None], ...] = (
     gemini.read_generate_content,
     bedrock.read_converse,
 )
-_reported_shapes: set[str] = set()
+# One WARNING per object type and interval, however many calls pass them.
+_warning = RateLimitedWarning(logger, 300.0)
 
 
 def extract_usage(response: Any) -> Usage | None:
@@ -39,7 +41,8 @@ def extract_usage(response: Any) -> Usage | None:
 
     Returns:
         The usage, or None for a shape no adapter recognizes. Unknown shapes
-        are logged once per type at DEBUG and never raise.
+        are logged at WARNING, at most once per type every 5 minutes, and
+        never raise.
     """
     for reader in _RESPONSE_READERS:
         usage = reader(response)
@@ -84,6 +87,8 @@ def extract_output_text(response: Any) -> str | None:
         return openai.chat_text(response)
     if kind == "response":
         return openai.responses_text(response)
+    if kind is None and openai.is_unlabelled_chat(response):
+        return openai.chat_text(response)
     if read_field(response, "type") == "message":
         return anthropic.message_text(response)
     if read_field(response, "candidates") is not None:
@@ -94,7 +99,16 @@ def extract_output_text(response: Any) -> str | None:
 
 
 def _report_unknown(item: Any) -> None:
+    # Names the type and the expected keys only: the item may quote user text.
     shape = type(item).__qualname__
-    if shape not in _reported_shapes:
-        _reported_shapes.add(shape)
-        logger.debug("no usage adapter recognizes %s objects", shape)
+    _warning.warn(
+        shape,
+        "no usage adapter recognizes %s objects, so the call gets no token "
+        "counts or cost; expected an OpenAI chat completion (usage with "
+        "prompt_tokens and completion_tokens, or choices), an OpenAI Responses "
+        "response (usage with input_tokens and output_tokens), an Anthropic "
+        "message (type 'message'), a Gemini response (usage_metadata) or a "
+        "Bedrock Converse response (stopReason and usage with inputTokens), as "
+        "an SDK object or a dict",
+        shape,
+    )

@@ -28,7 +28,11 @@ def read_chat(response: Any) -> Usage | None:
     ``stream_options={"include_usage": True}``) gives only model and finish
     reason.
     """
-    if read_field(response, "object") not in _CHAT_OBJECTS:
+    kind = read_field(response, "object")
+    if kind is None:
+        if not is_unlabelled_chat(response):
+            return None
+    elif kind not in _CHAT_OBJECTS:
         return None
     usage = read_field(response, "usage")
     prompt_details = read_field(usage, "prompt_tokens_details")
@@ -48,7 +52,11 @@ def read_chat(response: Any) -> Usage | None:
 
 def read_responses(response: Any) -> Usage | None:
     """Return the usage of a Responses API ``Response``, or None if not one."""
-    if read_field(response, "object") != "response":
+    kind = read_field(response, "object")
+    if kind is None:
+        if not _is_unlabelled_response(response):
+            return None
+    elif kind != "response":
         return None
     usage = read_field(response, "usage")
     input_details = read_field(usage, "input_tokens_details")
@@ -63,6 +71,31 @@ def read_responses(response: Any) -> Usage | None:
         model=read_str(response, "model"),
         finish_reason=_responses_finish_reason(response),
     )
+
+
+def is_unlabelled_chat(response: Any) -> bool:
+    """Return whether a response without ``object`` has the chat completion keys.
+
+    Proxies and hand-built dicts often leave ``object`` out. A ``choices``
+    list, or a ``usage`` with ``prompt_tokens`` or ``completion_tokens``,
+    marks a chat completion or chunk: no other supported API uses them.
+    """
+    if read_field(response, "choices") is not None:
+        return True
+    usage = read_field(response, "usage")
+    return read_field(usage, "prompt_tokens", "completion_tokens") is not None
+
+
+def _is_unlabelled_response(response: Any) -> bool:
+    """Return whether a response without ``object`` has the Responses API keys.
+
+    That is a ``usage`` with ``input_tokens`` or ``output_tokens`` and no
+    ``type``, which Anthropic's messages, with the same usage keys, have.
+    """
+    if read_field(response, "type") is not None:
+        return False
+    usage = read_field(response, "usage")
+    return read_field(usage, "input_tokens", "output_tokens") is not None
 
 
 _RESPONSES_DELTAS = (

@@ -8,7 +8,14 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
 
-from llmobs_core.providers import Usage, extract_usage, read_stream_item
+from llmobs_core import providers
+from llmobs_core._ratelimit import RateLimitedWarning
+from llmobs_core.providers import (
+    Usage,
+    extract_output_text,
+    extract_usage,
+    read_stream_item,
+)
 
 OPENAI_CHAT: dict[str, Any] = {
     "id": "chatcmpl-1",
@@ -239,9 +246,15 @@ def test_extract_usage_unknown_shapes(response: Any) -> None:
     assert usage is None or usage.input_tokens is None
 
 
-def test_unknown_shape_logged_once_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_shape_warned_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        providers, "_warning", RateLimitedWarning(providers.logger, 300.0)
+    )
+
     class Strange:
-        pass
+        secret = "the user's question"
 
     with caplog.at_level(logging.DEBUG, logger="llmobs_core.providers"):
         extract_usage(Strange())
@@ -249,7 +262,124 @@ def test_unknown_shape_logged_once_at_debug(caplog: pytest.LogCaptureFixture) ->
 
     messages = [r for r in caplog.records if "Strange" in r.getMessage()]
     assert len(messages) == 1
-    assert messages[0].levelno == logging.DEBUG
+    assert messages[0].levelno == logging.WARNING
+    assert "prompt_tokens" in messages[0].getMessage()
+    assert "input_tokens" in messages[0].getMessage()
+
+
+def test_unknown_dict_warning_omits_content(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        providers, "_warning", RateLimitedWarning(providers.logger, 300.0)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="llmobs_core.providers"):
+        usage = extract_usage({"text": "my card is 4111 1111 1111 1111"})
+
+    assert usage is None
+    (record,) = caplog.records
+    assert "dict" in record.getMessage()
+    assert "4111" not in record.getMessage()
+
+
+OPENAI_CHAT_DICT_WITHOUT_OBJECT = {
+    "id": "chatcmpl-1",
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Eggs."},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 3,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        pytest.param(
+            OPENAI_CHAT_DICT_WITHOUT_OBJECT,
+            Usage(
+                input_tokens=12,
+                output_tokens=3,
+                cached_input_tokens=4,
+                model="gpt-4o-mini-2024-07-18",
+                finish_reason="stop",
+            ),
+            id="chat",
+        ),
+        pytest.param(
+            {"usage": {"prompt_tokens": 7, "completion_tokens": 2}},
+            Usage(input_tokens=7, output_tokens=2),
+            id="chat-usage-only",
+        ),
+        pytest.param(
+            {
+                "model": "gpt-4.1",
+                "status": "completed",
+                "output": [],
+                "usage": {
+                    "input_tokens": 9,
+                    "output_tokens": 5,
+                    "output_tokens_details": {"reasoning_tokens": 1},
+                },
+            },
+            Usage(
+                input_tokens=9,
+                output_tokens=5,
+                reasoning_tokens=1,
+                model="gpt-4.1",
+                finish_reason="completed",
+            ),
+            id="responses",
+        ),
+    ],
+)
+def test_openai_dict_without_object(response: Any, expected: Usage) -> None:
+    assert extract_usage(response) == expected
+
+
+def test_anthropic_dict_not_read_as_responses() -> None:
+    message = {
+        "type": "message",
+        "model": "claude-sonnet-4-5",
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 10,
+            "output_tokens": 2,
+            "cache_read_input_tokens": 30,
+        },
+    }
+
+    usage = extract_usage(message)
+
+    assert usage is not None
+    assert usage.input_tokens == 40
+    assert usage.cached_input_tokens == 30
+
+
+def test_output_text_of_chat_dict_without_object() -> None:
+    assert extract_output_text(OPENAI_CHAT_DICT_WITHOUT_OBJECT) == "Eggs."
+
+
+def test_stream_chunk_dicts_without_object() -> None:
+    chunk = {"model": "gpt-4o-mini", "choices": [{"delta": {"content": "Hi"}}]}
+    last = {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+
+    first_usage, first_text = read_stream_item(chunk)
+    last_usage, last_text = read_stream_item(last)
+
+    assert first_usage == Usage(model="gpt-4o-mini")
+    assert first_text == "Hi"
+    assert last_usage == Usage(input_tokens=5, output_tokens=1)
+    assert last_text == ""
 
 
 def test_stream_openai_chat_chunks() -> None:

@@ -169,6 +169,40 @@ def test_label_values_sanitized(observed: Observed) -> None:
     assert value == 1
 
 
+@pytest.mark.parametrize(
+    "control",
+    [
+        pytest.param("\x00", id="c0-nul"),
+        pytest.param("\x1b", id="c0-escape"),
+        pytest.param("\x7f", id="delete"),
+        pytest.param("\x80", id="c1-first"),
+        pytest.param("\x85", id="c1-next-line"),
+        pytest.param("\x9b", id="c1-csi"),
+        pytest.param("\x9f", id="c1-last"),
+    ],
+)
+def test_control_characters_stripped_from_region(
+    observed: Observed, control: str
+) -> None:
+    with bind_context(region=f"eu{control}-west"), call_llm(model="m"):
+        pass
+
+    value = observed.sample(
+        "llm_requests_total", feature_name="unknown", model="m", region="eu-west"
+    )
+    assert value == 1
+
+
+def test_label_keeps_latin1_letters(observed: Observed) -> None:
+    with bind_context(region="zürich\xa0a"), call_llm(model="m"):
+        pass
+
+    value = observed.sample(
+        "llm_requests_total", feature_name="unknown", model="m", region="zürich\xa0a"
+    )
+    assert value == 1
+
+
 def test_provider_content_filter_is_guardrail(observed: Observed) -> None:
     response = {
         "object": "chat.completion",
@@ -182,3 +216,22 @@ def test_provider_content_filter_is_guardrail(observed: Observed) -> None:
         call.record(response)
 
     assert observed.events[0]["status"] == "filtered_by_guardrail"
+
+
+def test_record_chat_dict_without_object(observed: Observed) -> None:
+    response = {
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+    }
+    with call_llm(model="gpt-4o-mini", provider="openai") as call:
+        call.record(response)
+
+    (event,) = observed.events
+    assert event["input_tokens"] == 100
+    assert event["output_tokens"] == 20
+    assert event["finish_reason"] == "stop"
+    assert event["cost_usd"] is not None
+    assert event["cost_source"].startswith("bundled:")

@@ -262,3 +262,30 @@ def test_cancelled_stream_span_not_error(observed: Observed) -> None:
     assert observed.events[0]["status"] == "cancelled"
     assert span.status.status_code is StatusCode.UNSET
     assert [event.name for event in span.events] == []
+
+
+def _without_object(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in chunk.items() if k != "object"} for chunk in chunks]
+
+
+def test_stream_dicts_without_object_counted(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini", provider="openai") as call:
+        wrapped = call.wrap_stream(_without_object(chat_chunks(3)))
+    list(wrapped)
+
+    (event,) = observed.events
+    assert event["input_tokens"] == 20
+    assert event["output_tokens"] == 3
+    assert event["usage_estimated"] is False
+    assert event["cost_usd"] is not None
+
+
+def test_stream_dicts_without_object_estimated(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini", provider="openai", prompt="x" * 40) as call:
+        wrapped = call.wrap_stream(_without_object(chat_chunks(4, usage=False)))
+    list(wrapped)
+
+    (event,) = observed.events
+    assert event["usage_estimated"] is True
+    assert event["input_tokens"] == 10
+    assert event["output_tokens"] == 6
