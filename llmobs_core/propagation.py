@@ -12,12 +12,15 @@ Hooks exist for the HTTP clients that provider SDKs use: ``httpx2`` (current
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
 
+from llmobs_core._ratelimit import RateLimitedWarning
+from llmobs_core.config import get_config
 from llmobs_core.context import current_context
 
 __all__ = [
@@ -38,6 +41,13 @@ BAGGAGE_FIELDS = frozenset(
 of tenants, users and sessions are never sent."""
 
 _BAGGAGE_PREFIX = "llmobs."
+
+logger = logging.getLogger(__name__)
+_warning = RateLimitedWarning(logger)
+
+PROPAGATION_ERROR_LABEL = "propagation"
+"""``emitter`` label of ``llmobs_emitter_errors_total`` for a failure to add
+the trace headers to an outgoing request."""
 
 
 def inject_headers(
@@ -110,7 +120,7 @@ def httpx_event_hooks(
     fields = _check_baggage_fields(baggage_fields)
 
     def inject(request: Any) -> None:
-        inject_headers(request.headers, baggage_fields=fields)
+        _inject_guarded(request.headers, fields)
 
     async def inject_async(request: Any) -> None:
         inject(request)
@@ -139,13 +149,34 @@ def instrument_requests(session: Any, *, baggage_fields: Iterable[str] = ()) -> 
 
     class _InjectingAdapter(HTTPAdapter):
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            inject_headers(request.headers, baggage_fields=fields)
+            _inject_guarded(request.headers, fields)
             return super().send(request, *args, **kwargs)
 
     for prefix in ("http://", "https://"):
         session.mount(prefix, _InjectingAdapter())
 
     return session
+
+
+def _inject_guarded(headers: MutableMapping[str, str], fields: tuple[str, ...]) -> None:
+    """Add the headers as ``inject_headers`` does, without ever raising.
+
+    The hooks run inside the application's provider request, which must be
+    sent as it would be without llmobs. A failure (a custom propagator that
+    raises, say) is counted in ``llmobs_emitter_errors_total{emitter=
+    "propagation"}`` and logged as a rate-limited WARNING, and the request
+    goes out without the headers that were not added.
+    """
+    try:
+        inject_headers(headers, baggage_fields=fields)
+    except Exception:  # noqa: BLE001 - the provider request must go out
+        get_config().metrics.emitter_errors.labels(PROPAGATION_ERROR_LABEL).inc()
+        _warning.warn(
+            PROPAGATION_ERROR_LABEL,
+            "adding trace headers to an outgoing provider request failed; "
+            "it is sent without them",
+            exc_info=True,
+        )
 
 
 def _check_baggage_fields(fields: Iterable[str]) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 import requests
+from opentelemetry import propagate
 
 import llmobs_core as llmobs
 from examples.fake_provider.app import FakeProviderConfig, create_app
@@ -144,3 +145,28 @@ def test_no_request_no_request_id(observed: Observed) -> None:
 
     assert "X-Request-ID" not in headers
     assert "traceparent" not in headers
+
+
+def raise_on_inject(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("propagator failed")
+
+
+def test_requests_session_survives_failing_propagator(
+    observed: Observed,
+    provider_url: str,
+    request_state: RequestState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(propagate, "inject", raise_on_inject)
+    body = {"model": "m", "messages": MESSAGES}
+    with requests.Session() as session:
+        llmobs.instrument_requests(session)
+        with llmobs.call_llm(model="m"):
+            response = session.post(
+                f"{provider_url}/v1/chat/completions", json=body, timeout=5
+            )
+
+    assert response.status_code == 200
+    assert "traceparent" not in received_headers(provider_url)
+    errors = observed.sample("llmobs_emitter_errors_total", emitter="propagation")
+    assert errors == 1
