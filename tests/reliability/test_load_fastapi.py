@@ -1,16 +1,13 @@
 """Exactly one event per call when the FastAPI example gateway is under load.
 
-The gateway runs under uvicorn in a thread of this process, so its events,
-spans and metrics are the ``observed`` fixture's; the fake provider runs as a
-subprocess on the other core. Events go through a real ``StreamHandler`` to a
-file, which the test reads back line by line.
+The gateway (``python -m examples.fastapi_gateway``) and the fake provider
+run as subprocesses, so this process only drives the load, with at most
+``CONCURRENCY`` requests in flight. The gateway appends its JSON events to a
+file through the handler of ``install_json_handler`` and its spans to
+another through the SDK's ``BatchSpanProcessor``. Both files are read after
+a SIGTERM, on which the gateway writes what it has queued before it exits.
 
-N is 2,000 calls, not 20,000: on 2 cores the gateway, its openai SDK client
-and the test's client share one interpreter and serve about 100 to 140 calls
-per second with the request mix below, so 20,000 calls would take about
-150 s. 2,000 calls take 20 to 35 s, depending on other load on the machine.
-
-Under this load a few successful provider calls also exceed the provider
+Under this load some successful provider calls also exceed the provider
 timeout, so the test compares each failure status of the events with the
 HTTP statuses the client received, not with the planned mix.
 """
@@ -18,156 +15,85 @@ HTTP statuses the client received, not with the planned mix.
 from __future__ import annotations
 
 import asyncio
-import enum
-import json
-import logging
-import time
+import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
-import pytest
-
-import llmobs_core
-from examples.fastapi_gateway.app import create_app as create_gateway
-from llmobs_core.emitters import EVENTS_LOGGER
-from tests._servers import run_uvicorn_in_thread
-from tests.conftest import Observed
-from tests.reliability._provider import fake_provider_process
-
-CALLS = 2_000
-CONCURRENCY = 32
-PROVIDER_TIMEOUT_SECONDS = 0.5
-CLIENT_TIMEOUT_SECONDS = 30.0
-SETTLE_TIMEOUT_SECONDS = 20.0
-CHAT_PATH = "/api/chat/assistant"
-
-
-class Kind(enum.Enum):
-    """What one request of the mix does."""
-
-    OK = "ok"
-    STREAM = "stream"
-    RATE_LIMIT = "rate_limit"
-    SERVER_ERROR = "server_error"
-    TIMEOUT = "timeout"
-    DISCONNECT = "disconnect"
-    ABANDON = "abandon"
-
-
-# One cycle of the mix: mostly successes, and every failure kind each cycle.
-MIX = (
-    [Kind.OK] * 8
-    + [Kind.STREAM] * 4
-    + [Kind.RATE_LIMIT, Kind.SERVER_ERROR] * 2
-    + [Kind.TIMEOUT, Kind.DISCONNECT, Kind.ABANDON, Kind.DISCONNECT]
+from tests.conftest import TEST_HASH_KEY
+from tests.reliability._load import (
+    CLIENT_OUTCOMES,
+    Kind,
+    plan,
+    read_json_lines,
+    scrape,
+    send_all,
+    wait_for_count,
 )
-BEHAVIORS = {
-    Kind.RATE_LIMIT: "rate_limit",
-    Kind.SERVER_ERROR: "server_error",
-    Kind.TIMEOUT: "slow",
-}
-STREAMED = {Kind.STREAM, Kind.DISCONNECT, Kind.ABANDON}
+from tests.reliability._processes import (
+    fake_provider_process,
+    fastapi_gateway_process,
+    stop_process,
+)
+
+CALLS = 20_000
+CONCURRENCY = 64
+# A fifth of the fake provider's default latency: a stream then lasts tens of
+# milliseconds, so a client that leaves after the first chunk leaves while it
+# runs, and the call ends as cancelled.
+LATENCY_SCALE = 0.2
+PROVIDER_TIMEOUT_SECONDS = 0.5
+SLOW_SECONDS = 1.0
+SETTLE_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 60.0
+# The SDK's batch processor drops spans when its queue is full (2,048 spans,
+# the OTEL_BSP_MAX_QUEUE_SIZE default), so on a busy machine a count of spans
+# would test the SDK's export speed. A queue larger than all the spans of the
+# run rules that out.
+SPAN_QUEUE_SIZE = 10 * CALLS
 
 
-@pytest.fixture
-def events_path(observed: Observed, tmp_path: Path) -> Iterator[Path]:
-    """Write the JSON lines through ``install_json_handler`` to a file."""
-    path = tmp_path / "events.jsonl"
-    logger = logging.getLogger(EVENTS_LOGGER)
-    propagate = logger.propagate
-    with path.open("w", encoding="utf-8") as stream:
-        handler = llmobs_core.install_json_handler(stream)
-        try:
-            yield path
-        finally:
-            llmobs_core.flush(timeout=10)
-            logger.removeHandler(handler)
-            handler.close()
-            logger.propagate = propagate
-
-
-@pytest.fixture
-def gateway_url(observed: Observed) -> Iterator[str]:
-    with fake_provider_process(slow_seconds=1.0) as provider_url:
-        app = create_gateway(
-            provider_url,
-            registry=observed.registry,
-            provider_timeout=PROVIDER_TIMEOUT_SECONDS,
-        )
-        with run_uvicorn_in_thread(app) as url:
-            yield url
-
-
-async def send(client: httpx.AsyncClient, index: int, kind: Kind) -> str:
-    """Send one request of ``kind`` and return how it ended on the client."""
-    body: dict[str, Any] = {
-        "message": f"How do I export report {index}?",
-        "stream": kind in STREAMED,
+def test_one_event_per_call_under_load(tmp_path: Path) -> None:
+    events_path = tmp_path / "events.jsonl"
+    spans_path = tmp_path / "spans.jsonl"
+    env = {
+        "LLMOBS_HASH_KEY": TEST_HASH_KEY,
+        "OTEL_BSP_MAX_QUEUE_SIZE": str(SPAN_QUEUE_SIZE),
     }
-    headers = {"x-tenant-id": f"tenant-{index % 7}"}
-    if kind in BEHAVIORS:
-        headers["x-fake-behavior"] = BEHAVIORS[kind]
-    async with client.stream("POST", CHAT_PATH, json=body, headers=headers) as reply:
-        if kind is Kind.ABANDON:
-            return "abandoned"
-        if kind is Kind.DISCONNECT:
-            async for _ in reply.aiter_raw():
-                break
-            return "disconnected"
-        await reply.aread()
-        return str(reply.status_code)
+    kinds = plan(CALLS)
 
-
-async def send_all(url: str, kinds: list[Kind]) -> Counter[str]:
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    semaphore = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(
-        base_url=url, timeout=CLIENT_TIMEOUT_SECONDS, limits=limits
-    ) as client:
-
-        async def limited(index: int, kind: Kind) -> str:
-            async with semaphore:
-                return await send(client, index, kind)
-
-        outcomes = await asyncio.gather(
-            *(limited(index, kind) for index, kind in enumerate(kinds))
+    with (
+        fake_provider_process(
+            slow_seconds=SLOW_SECONDS, latency_scale=LATENCY_SCALE
+        ) as provider_url,
+        fastapi_gateway_process(
+            provider_url,
+            events_path,
+            spans_path=spans_path,
+            provider_timeout=PROVIDER_TIMEOUT_SECONDS,
+            env=env,
+            stop_timeout=STOP_TIMEOUT_SECONDS,
+        ) as (url, gateway),
+    ):
+        outcomes = asyncio.run(send_all(url, kinds, CONCURRENCY))
+        requests_total = wait_for_count(
+            lambda: scrape(url, "llm_requests_total"), CALLS, SETTLE_TIMEOUT_SECONDS
         )
-    return Counter(outcomes)
+        in_flight = scrape(url, "llm_calls_in_flight")
+        dropped = scrape(url, "llmobs_events_dropped_total")
+        emitter_errors = scrape(url, "llmobs_emitter_errors_total")
+        stop_process(gateway, STOP_TIMEOUT_SECONDS)
 
-
-def requests_total(observed: Observed) -> float:
-    return observed.sample("llm_requests_total") or 0.0
-
-
-def wait_for_calls(observed: Observed, count: int) -> None:
-    """Wait until the gateway ended ``count`` calls.
-
-    A call of a request whose client went away may end after the client
-    returned, when the server notices the disconnect.
-    """
-    deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-    while requests_total(observed) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def test_one_event_per_call_under_load(
-    observed: Observed, events_path: Path, gateway_url: str
-) -> None:
-    kinds = [MIX[index % len(MIX)] for index in range(CALLS)]
-
-    outcomes = asyncio.run(send_all(gateway_url, kinds))
-    wait_for_calls(observed, CALLS)
-    assert llmobs_core.flush(timeout=30)
-
+    assert gateway.returncode == -signal.SIGTERM
+    assert set(outcomes) <= CLIENT_OUTCOMES, outcomes
     assert outcomes["disconnected"] == kinds.count(Kind.DISCONNECT)
     assert outcomes["abandoned"] == kinds.count(Kind.ABANDON)
-    lines = events_path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == CALLS
-    events = [json.loads(line) for line in lines]
-    assert all(isinstance(event, dict) for event in events)
+    assert requests_total == CALLS
+    assert in_flight == 0
+    assert dropped == 0
+    assert emitter_errors == 0
+
+    events = read_json_lines([events_path])
+    assert len(events) == CALLS
     assert len({event["request_id"] for event in events}) == CALLS
     statuses = Counter(event["status"] for event in events)
     assert statuses["rate_limited"] == outcomes["429"]
@@ -175,6 +101,15 @@ def test_one_event_per_call_under_load(
     # event's failure status has no 502 or 504 to match.
     assert statuses["provider_error"] >= outcomes["502"]
     assert statuses["timeout"] >= outcomes["504"]
-    assert requests_total(observed) == CALLS
-    assert observed.names().count("call_llm") == CALLS
-    assert observed.sample("llmobs_events_dropped_total") in (None, 0.0)
+    # Only a client that left early cancels a call, and with the provider's
+    # simulated latency most of them leave while the stream still runs.
+    left_early = outcomes["disconnected"] + outcomes["abandoned"]
+    assert statuses["cancelled"] <= left_early
+    assert statuses["cancelled"] > 0
+
+    spans = read_json_lines([spans_path])
+    call_spans = [span for span in spans if span["name"] == "call_llm"]
+    assert len(call_spans) == CALLS
+    span_ids = {(span["trace_id"], span["span_id"]) for span in call_spans}
+    event_ids = {(event["trace_id"], event["span_id"]) for event in events}
+    assert span_ids == event_ids

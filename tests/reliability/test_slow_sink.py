@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +28,11 @@ from llmobs_core.emitters import (
 )
 from tests._servers import run_uvicorn_in_thread
 from tests.conftest import TEST_HASH_KEY, Observed
-from tests.reliability._provider import REPO_ROOT, fake_provider_process
+from tests.reliability._processes import (
+    fake_provider_process,
+    fastapi_gateway_process,
+    stop_process,
+)
 
 QUEUE_SIZE = 50
 REQUESTS = 300
@@ -130,40 +131,24 @@ def test_blocked_sink_never_delays_requests(
 
 def test_sigterm_writes_every_event(tmp_path: Path) -> None:
     events_path = tmp_path / "events.jsonl"
-    with fake_provider_process() as provider_url:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "examples.fastapi_gateway"),
-                *("--provider-url", provider_url, "--port", "0"),
-                *("--events-file", str(events_path), "--log-level", "warning"),
-            ],
-            cwd=REPO_ROOT,
-            env={**os.environ, "LLMOBS_HASH_KEY": TEST_HASH_KEY},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            url = process.stdout.readline().split()[1]
-            with httpx.Client(base_url=url, timeout=10.0) as client:
-                statuses = [
-                    client.post(
-                        "/api/chat/assistant", json={"message": f"Export {index}?"}
-                    ).status_code
-                    for index in range(SHUTDOWN_REQUESTS)
-                ]
-            process.send_signal(signal.SIGTERM)
-            process.wait(STOP_TIMEOUT_SECONDS)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+    env = {"LLMOBS_HASH_KEY": TEST_HASH_KEY}
+    with (
+        fake_provider_process() as provider_url,
+        fastapi_gateway_process(
+            provider_url, events_path, env=env, stop_timeout=STOP_TIMEOUT_SECONDS
+        ) as (url, process),
+    ):
+        with httpx.Client(base_url=url, timeout=10.0) as client:
+            statuses = [
+                client.post(
+                    "/api/chat/assistant", json={"message": f"Export {index}?"}
+                ).status_code
+                for index in range(SHUTDOWN_REQUESTS)
+            ]
+        stop_process(process, STOP_TIMEOUT_SECONDS)
 
     lines = events_path.read_text(encoding="utf-8").splitlines()
     assert statuses == [200] * SHUTDOWN_REQUESTS
+    assert process.returncode == -signal.SIGTERM
     assert len(lines) == SHUTDOWN_REQUESTS
     assert all(isinstance(json.loads(line), dict) for line in lines)
