@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from tests._servers import run_uvicorn_in_thread
 
 SCRAPES = 6
 CLIENT_TIMEOUT_SECONDS = 10.0
+EVENTS_TIMEOUT_SECONDS = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +86,23 @@ def scrape(url: str, sample_name: str) -> float:
     )
 
 
-def events_per_worker(telemetry_dir: Path) -> Counter[int]:
-    counts: Counter[int] = Counter()
-    for path in telemetry_dir.glob("events-*.jsonl"):
-        pid = int(path.stem.removeprefix("events-"))
-        lines = path.read_text(encoding="utf-8").splitlines()
-        counts[pid] = sum(1 for line in lines if line.strip())
-    return counts
+def events_per_worker(telemetry_dir: Path, expected: int) -> Counter[int]:
+    """Count the event lines per worker pid, once ``expected`` are written.
+
+    The workers write events from a background thread, which waits up to
+    50 ms to gather a batch, so the last lines may follow the responses.
+    After EVENTS_TIMEOUT_SECONDS the counts are returned as they are.
+    """
+    deadline = time.monotonic() + EVENTS_TIMEOUT_SECONDS
+    while True:
+        counts: Counter[int] = Counter()
+        for path in telemetry_dir.glob("events-*.jsonl"):
+            pid = int(path.stem.removeprefix("events-"))
+            lines = path.read_text(encoding="utf-8").splitlines()
+            counts[pid] = sum(1 for line in lines if line.strip())
+        if sum(counts.values()) >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
 
 
 def test_counts_summed_over_workers(gunicorn: Gunicorn) -> None:
@@ -98,7 +110,7 @@ def test_counts_summed_over_workers(gunicorn: Gunicorn) -> None:
 
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {200: 200}
-    per_worker = events_per_worker(gunicorn.telemetry_dir)
+    per_worker = events_per_worker(gunicorn.telemetry_dir, expected=200)
     assert set(per_worker) == gunicorn.worker_pids
     for pid in gunicorn.worker_pids:
         assert per_worker[pid] > 0, f"worker {pid} served no request: {per_worker}"
@@ -111,7 +123,7 @@ def test_counts_summed_over_workers(gunicorn: Gunicorn) -> None:
 
 def test_killed_worker_keeps_counts(gunicorn: Gunicorn) -> None:
     send_requests(gunicorn.url, 60)
-    per_worker = events_per_worker(gunicorn.telemetry_dir)
+    per_worker = events_per_worker(gunicorn.telemetry_dir, expected=60)
     victim = max(gunicorn.worker_pids, key=lambda pid: per_worker[pid])
     assert per_worker[victim] > 0
     assert scrape(gunicorn.url, "llm_requests_total") == 60
