@@ -10,7 +10,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from llmobs_core._ratelimit import RateLimitedWarning
 
@@ -171,7 +171,7 @@ class BackgroundWriter(Generic[T]):
                 )
 
 
-def _flush_waiting(items: deque[object]) -> bool:
+def _flush_waiting(items: deque[Any]) -> bool:
     """Return whether the last queued entry is a flush's mark."""
     try:
         return isinstance(items[-1], _FlushMark)
