@@ -265,7 +265,8 @@ class ServerRequest:
         try:
             if span.is_recording():
                 self._annotate(span, status_code, route, error, client_closed)
-            self.annotate_outer_span()
+            if self.outer_span is not None:
+                self.annotate_outer_span()
         finally:
             span.end()
 
