@@ -28,10 +28,14 @@ class JsonLogEmitter:
     where it goes is up to the application's logging configuration, or to
     ``install_json_handler``. Stage events are not logged.
 
-    By default the serialization and the logging call run on a background
-    thread, fed by a bounded queue, so a slow log sink never delays a
-    request. When the queue is full, events are dropped and counted through
-    ``on_drop`` (``llmobs_events_dropped_total``), never waited for.
+    The event is serialized on the caller's thread, and by default the
+    logging call runs on a background thread, fed by a bounded queue, so a
+    slow log sink never delays a request. The queue holds the JSON lines, not
+    the events: strings are not tracked by the garbage collector, while
+    events that wait in the queue would survive collections and make the
+    collector scan the whole heap more often. When the queue is full, events
+    are dropped and counted through ``on_drop``
+    (``llmobs_events_dropped_total``), never waited for.
     ``llmobs_core.flush()`` waits for the queue; it also runs at exit.
 
     Args:
@@ -60,7 +64,7 @@ class JsonLogEmitter:
             and logger_class._log is logging.Logger._log
             and logger_class.findCaller is logging.Logger.findCaller
         )
-        self._writer: BackgroundWriter[LLMCallLog] | None = None
+        self._writer: BackgroundWriter[str] | None = None
         if background:
             self._writer = BackgroundWriter(
                 self.name, self._log, max_items=queue_size, on_drop=on_drop
@@ -70,26 +74,26 @@ class JsonLogEmitter:
         """Log the event, if the logger is enabled for INFO."""
         if not self._logger.isEnabledFor(logging.INFO):
             return
+        line = event.model_dump_json()
         if self._writer is None:
-            self._log(event)
+            self._log(line)
         else:
-            self._writer.submit(event)
+            self._writer.submit(line)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until queued events are logged; True if done in time."""
         return self._writer is None or self._writer.flush(timeout)
 
-    def _log(self, event: LLMCallLog) -> None:
+    def _log(self, line: str) -> None:
         # Logs as self._logger.info("%s", line) does, with the same record,
         # but takes the caller's file, line and function from this frame
         # instead of logging's walk up the stack, which finds this frame too.
         logger = self._logger
         if not self._plain_logger:
-            logger.info("%s", event.model_dump_json())
+            logger.info("%s", line)
             return
         if not logger.isEnabledFor(logging.INFO):
             return
-        line = event.model_dump_json()
         frame = sys._getframe()
         code = frame.f_code
         record = logger.makeRecord(
