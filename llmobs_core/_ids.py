@@ -14,7 +14,11 @@ _REQUEST_ID = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_REQUEST_ID_LENGTH}}}")
 
 # Ids only need to be unique, not secret, so the fast non-cryptographic
 # generator is enough; the OpenTelemetry SDK's RandomIdGenerator does the same.
+# Python reseeds only the module's own generator in a forked child, so this
+# one is reseeded here: otherwise gunicorn workers forked from one parent
+# would make the same trace and span ids.
 _random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 
 
 def is_valid_request_id(value: str) -> bool:

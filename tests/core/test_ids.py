@@ -6,7 +6,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from llmobs_core._ids import new_request_id
+from llmobs_core._ids import new_request_id, new_span_id, new_trace_id
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -39,3 +39,19 @@ def test_forked_child_draws_fresh_ids() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert HEX_ID.fullmatch(child_id)
     assert child_id not in parent_ids
+
+
+def test_forked_child_draws_fresh_trace_ids() -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one trace and one span id, then leave
+        os.write(write_end, f"{new_trace_id()} {new_span_id()}".encode())
+        os._exit(0)
+    os.close(write_end)
+    child_trace, child_span = (int(v) for v in os.read(read_end, 128).split())
+    os.close(read_end)
+    os.waitpid(pid, 0)
+
+    # Without a reseed, the parent's next ids equal the child's.
+    assert new_trace_id() != child_trace
+    assert new_span_id() != child_span
