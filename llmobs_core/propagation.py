@@ -60,7 +60,10 @@ def inject_headers(
 
     Uses the globally configured OpenTelemetry propagator (W3C trace context
     and baggage by default) with the current context, so call it inside the
-    ``call_llm`` block. Headers already present are overwritten.
+    ``call_llm`` block. Headers already present are overwritten. A failure
+    of the propagator is counted in ``llmobs_emitter_errors_total{emitter=
+    "propagation"}`` and logged, never raised: the request then goes out
+    without the trace headers.
 
     Args:
         headers: The outgoing request's headers.
@@ -71,8 +74,19 @@ def inject_headers(
     Raises:
         ValueError: For a baggage field outside ``BAGGAGE_FIELDS``.
     """
-    fields = _check_baggage_fields(baggage_fields)
+    _inject_guarded(headers, _check_baggage_fields(baggage_fields), request_id_header)
+
+
+def _inject(
+    headers: MutableMapping[str, str],
+    fields: tuple[str, ...],
+    request_id_header: str,
+) -> None:
     request = current_context()
+    # The request id goes first, so that it is sent even when a propagator
+    # fails below.
+    if request is not None and request.request_id is not None:
+        headers[request_id_header] = request.request_id
     carrier_context = otel_context.get_current()
     if request is not None and fields:
         for field in fields:
@@ -82,8 +96,6 @@ def inject_headers(
                     _BAGGAGE_PREFIX + field, value, carrier_context
                 )
     propagate.inject(headers, context=carrier_context)
-    if request is not None and request.request_id is not None:
-        headers[request_id_header] = request.request_id
 
 
 def outgoing_headers(*, baggage_fields: Iterable[str] = ()) -> dict[str, str]:
@@ -158,7 +170,11 @@ def instrument_requests(session: Any, *, baggage_fields: Iterable[str] = ()) -> 
     return session
 
 
-def _inject_guarded(headers: MutableMapping[str, str], fields: tuple[str, ...]) -> None:
+def _inject_guarded(
+    headers: MutableMapping[str, str],
+    fields: tuple[str, ...],
+    request_id_header: str = REQUEST_ID_HEADER,
+) -> None:
     """Add the headers as ``inject_headers`` does, without ever raising.
 
     The hooks run inside the application's provider request, which must be
@@ -168,7 +184,7 @@ def _inject_guarded(headers: MutableMapping[str, str], fields: tuple[str, ...]) 
     goes out without the headers that were not added.
     """
     try:
-        inject_headers(headers, baggage_fields=fields)
+        _inject(headers, fields, request_id_header)
     except Exception:  # noqa: BLE001 - the provider request must go out
         get_config().metrics.emitter_errors.labels(PROPAGATION_ERROR_LABEL).inc()
         _warning.warn(

@@ -170,3 +170,17 @@ def test_requests_session_survives_failing_propagator(
     assert "traceparent" not in received_headers(provider_url)
     errors = observed.sample("llmobs_emitter_errors_total", emitter="propagation")
     assert errors == 1
+
+
+def test_outgoing_headers_survive_failing_propagator(
+    observed: Observed,
+    request_state: RequestState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(propagate, "inject", raise_on_inject)
+
+    headers = llmobs.outgoing_headers()
+
+    assert headers == {"X-Request-ID": request_state.request_id}
+    errors = observed.sample("llmobs_emitter_errors_total", emitter="propagation")
+    assert errors == 1
