@@ -312,7 +312,9 @@ class ServerRequest:
             attributes[semconv.LLMOBS_TENANT_ID] = state.tenant_id
         if state.tenant_tier != started[2] and state.tenant_tier is not None:
             attributes[semconv.LLMOBS_TENANT_TIER] = state.tenant_tier
-        if client_closed and error is None:
+        if client_closed:
+            # Also when the disconnect surfaced as an exception (an OSError
+            # from send, say): the client left, the server did not fail.
             attributes[semconv.LLMOBS_CLIENT_CLOSED] = True
             status_code = status_code or CLIENT_CLOSED_STATUS
         if error is not None and not client_closed:
@@ -385,8 +387,9 @@ def _without_invalid_trace_headers(
     dropped = invalid_trace_headers(headers)
     if not dropped:
         return headers
-    for header in dropped:
-        config.metrics.invalid_headers.labels(header).inc()
+    # The first header dropped is the invalid one. A tracestate dropped with
+    # an invalid traceparent may be valid, so it is not counted.
+    config.metrics.invalid_headers.labels(dropped[0]).inc()
     logger.debug(
         "ignored invalid %s on request_id=%s", "/".join(dropped), state.request_id
     )
