@@ -208,7 +208,7 @@ class _Exchange:
         return message
 
     async def send(self, message: Message) -> None:
-        """Send a message to the server; finish the request after the last one."""
+        """Send a message to the server, and finish the request after the last one."""
         kind = message["type"]
         if kind == "http.response.start":
             self.status_code = message["status"]

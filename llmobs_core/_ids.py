@@ -29,10 +29,10 @@ def is_valid_request_id(value: str) -> bool:
 def new_request_id() -> str:
     """Return a fresh request id: 128 random bits as 32 lower-case hex digits.
 
-    The bits come from ``os.urandom``, read for 256 ids at a time: each read
-    releases the interpreter lock, and releasing it on every request hands
-    it to any thread waiting for it (the span exporter's, say), which costs
-    the request a switch between threads.
+    The bits come from ``os.urandom``, read for 256 ids at a time. Each read
+    releases the interpreter lock and hands it to any thread waiting for it,
+    such as the span exporter's. Reading on every request would cost each
+    request a switch between threads.
     """
     try:
         return _request_ids.pop()

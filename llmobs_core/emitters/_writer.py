@@ -44,8 +44,8 @@ class BackgroundWriter(Generic[T]):
     the first item of a batch, when ``batch_items`` are waiting, and for a
     flush. The writer then waits up to ``max_delay`` seconds for more items
     before it writes them all, so under load it wakes once per batch, not
-    once per event: each wake-up is a switch between threads and a hand-over
-    of the interpreter lock, which cost more than writing the event.
+    once per event. Each wake-up is a switch between threads and a hand-over
+    of the interpreter lock.
 
     Args:
         name: Name for the thread and for warnings.
@@ -56,7 +56,7 @@ class BackgroundWriter(Generic[T]):
             per such thread.
         on_drop: Called once for each dropped item, on the caller's thread.
         batch_items: Number of waiting items that wakes the writer at once.
-        max_delay: Longest time in seconds an item waits for others before
+        max_delay: Maximum time in seconds an item waits for others before
             the writer writes it.
     """
 
@@ -88,11 +88,11 @@ class BackgroundWriter(Generic[T]):
 
     def _reset(self) -> None:
         self._items: deque[T | _FlushMark] = deque()
-        # Set to wake the writer; cleared by the writer before it looks at
-        # the queue, so that no item added after that look waits unseen.
+        # Set to wake the writer. The writer clears it before it looks at the
+        # queue, so that no item added after that look waits unseen.
         self._wake = threading.Event()
-        # True while the writer waits with nothing taken from the queue; set
-        # and cleared by the writer only.
+        # True while the writer waits with nothing taken from the queue. Only
+        # the writer sets and clears it.
         self._idle = True
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
