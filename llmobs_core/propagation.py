@@ -187,10 +187,13 @@ def _inject_guarded(
         _inject(headers, fields, request_id_header)
     except Exception:  # noqa: BLE001 - the provider request must go out
         get_config().metrics.emitter_errors.labels(PROPAGATION_ERROR_LABEL).inc()
+        request = current_context()
         _warning.warn(
             PROPAGATION_ERROR_LABEL,
-            "adding trace headers to an outgoing provider request failed; "
-            "it is sent without them",
+            "adding trace headers to an outgoing provider request failed, so it "
+            "is sent without them (request_id=%s trace_id=%s)",
+            request.request_id if request is not None else None,
+            request.trace_id if request is not None else None,
             exc_info=True,
         )
 
