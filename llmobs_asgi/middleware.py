@@ -123,7 +123,7 @@ class LLMObsMiddleware:
             method=scope["method"],
             path=scope["path"],
             scheme=scope.get("scheme", "http"),
-            headers=_carrier(scope["headers"]),
+            headers=_carrier(scope["headers"], self.settings.read_headers()),
         )
         scope[SCOPE_KEY] = request
         exchange = _Exchange(request, scope, receive, send, self)
@@ -258,14 +258,19 @@ def _ends_other(message: Message) -> bool:
     return kind == "http.response.pathsend"
 
 
-def _carrier(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Decode ASGI headers into a mapping with lower-case names.
+def _carrier(
+    raw_headers: Iterable[tuple[bytes, bytes]], names: frozenset[str] | None
+) -> dict[str, str]:
+    """Decode the ASGI headers named in ``names`` (all if None).
 
-    Does what ``carrier_from_pairs`` does, in one loop.
+    Returns a mapping with lower-case names, as ``carrier_from_pairs`` makes.
+    Other headers are not decoded.
     """
     carrier: dict[str, str] = {}
     for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin-1").lower()
+        if names is not None and name not in names:
+            continue
         try:
             value = raw_value.decode("utf-8")
         except UnicodeDecodeError:

@@ -125,9 +125,29 @@ class ServerSettings:
             else None
         )
         self.region = region
+        self._read_headers: tuple[Config, frozenset[str]] | None = None
         # A configuration error from the environment surfaces at start-up,
         # when the middleware is built, not on the first request.
         ensure_configured()
+
+    def read_headers(self) -> frozenset[str] | None:
+        """Return the lower-case names of the headers ``start`` reads.
+
+        None means every header: a propagator other than the W3C ones may
+        read headers it does not list. A plugin may leave the other headers
+        out of the mapping it passes to ``start``, and skip decoding them.
+        """
+        config = get_config()
+        if not _propagator_reads_w3c_only():
+            return None
+        cached = self._read_headers
+        if cached is not None and cached[0] is config:
+            return cached[1]
+        names = frozenset((*_as_dict(self.headers).values(), *_W3C_HEADERS)) | {
+            config.privacy.debug_header.lower()
+        }
+        self._read_headers = (config, names)
+        return names
 
     def feature_for(self, path: str) -> str | None:
         """Return the feature mapped to ``path``, or None."""
@@ -359,6 +379,21 @@ _checked_textmap: object = None
 _reads_w3c_only = False
 
 
+def _propagator_reads_w3c_only() -> bool:
+    """Return whether the global propagator reads W3C trace headers only.
+
+    Judged by its ``fields``. Another propagator may also read headers that
+    its ``fields`` cannot list (Jaeger's ``uberctx-*`` baggage, say).
+    """
+    global _checked_textmap, _reads_w3c_only
+    textmap = propagate.get_global_textmap()
+    if textmap is not _checked_textmap:
+        fields = set(textmap.fields)
+        _reads_w3c_only = bool(fields) and fields <= set(_W3C_HEADERS)
+        _checked_textmap = textmap
+    return _reads_w3c_only
+
+
 def _parent_context(
     headers: Mapping[str, str], config: Config, state: RequestState
 ) -> otel_context.Context:
@@ -367,13 +402,9 @@ def _parent_context(
     Only the headers count: the ambient context may be a previous request's,
     left on a task the server reuses.
     """
-    global _checked_textmap, _reads_w3c_only
-    textmap = propagate.get_global_textmap()
-    if textmap is not _checked_textmap:
-        fields = set(textmap.fields)
-        _reads_w3c_only = bool(fields) and fields <= set(_W3C_HEADERS)
-        _checked_textmap = textmap
-    if _reads_w3c_only and all(name not in headers for name in _W3C_HEADERS):
+    if _propagator_reads_w3c_only() and all(
+        name not in headers for name in _W3C_HEADERS
+    ):
         # The W3C propagators would find nothing, so they are skipped. Requests
         # from outside a traced system carry no trace headers.
         return otel_context.Context()

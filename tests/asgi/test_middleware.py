@@ -14,8 +14,19 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator, default_getter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    NoOpTracerProvider,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
@@ -300,6 +311,47 @@ def test_traceparent_continues_trace(
     assert request_span.parent is not None
     assert f"{request_span.parent.span_id:016x}" == PARENT_ID
     assert observed.events[0]["trace_id"] == TRACE_ID
+
+
+class PrefixedPropagator(TextMapPropagator):
+    """Reads ``x-trace-<trace id>`` header names, as prefix-based propagators do.
+
+    Its ``fields`` cannot list such names, so the middleware must pass it
+    every header.
+    """
+
+    def extract(
+        self, carrier: Any, context: Any = None, getter: Any = default_getter
+    ) -> Any:
+        for key in getter.keys(carrier):
+            if key.startswith("x-trace-"):
+                span_context = SpanContext(
+                    trace_id=int(key.removeprefix("x-trace-"), 16),
+                    span_id=int(PARENT_ID, 16),
+                    is_remote=True,
+                    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                )
+                return set_span_in_context(NonRecordingSpan(span_context), context)
+        return context if context is not None else Context()
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        """Add nothing: the test reads incoming headers only."""
+
+    @property
+    def fields(self) -> set[str]:
+        return set()
+
+
+def test_prefixed_propagator_gets_every_header(
+    observed: Observed, serve: Callable[[Any], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(propagate, "_HTTP_TEXT_FORMAT", PrefixedPropagator())
+    url = serve(build_app())
+    httpx.post(f"{url}/api/chat/s1", headers={f"x-trace-{TRACE_ID}": "1"})
+    wait_for(observed, one_request_done)
+
+    request_span = observed.span("POST /api/chat/{session}")
+    assert f"{request_span.context.trace_id:032x}" == TRACE_ID
 
 
 @pytest.mark.parametrize(
