@@ -1,4 +1,4 @@
-"""The least a middleware making one SERVER span per request can do.
+"""A middleware that records one SERVER span per request and does nothing else.
 
 ``OneSpanMiddleware`` starts one OpenTelemetry SDK span per HTTP request with
 the attributes llmobs sets at the start (method, path, scheme, request id,

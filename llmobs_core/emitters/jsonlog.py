@@ -30,7 +30,7 @@ class JsonLogEmitter:
 
     The event is serialized on the caller's thread, and by default the
     logging call runs on a background thread, fed by a bounded queue, so a
-    slow log sink never delays a request. The queue holds the JSON lines, not
+    slow log sink never delays a request. The queue contains the JSON lines, not
     the events: strings are not tracked by the garbage collector, while
     events that wait in the queue would survive collections and make the
     collector scan the whole heap more often. When the queue is full, events

@@ -1,4 +1,4 @@
-"""Checks on incoming trace-context headers before the propagator sees them."""
+"""Checks on incoming trace-context headers before the propagator reads them."""
 
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def refused_redis_url() -> Iterator[str]:
 
 @contextlib.contextmanager
 def unresponsive_redis_url() -> Iterator[str]:
-    """Yield a Redis URL on a loopback port that accepts but never answers.
+    """Yield a Redis URL on a loopback port that accepts but never replies.
 
     The kernel completes connections into the listen backlog, so the client
     connects and then times out waiting for a reply.

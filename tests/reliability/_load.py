@@ -93,10 +93,11 @@ async def send(client: httpx.AsyncClient, index: int, kind: Kind) -> str:
 async def send_all(url: str, kinds: list[Kind], concurrency: int) -> Counter[str]:
     """Send one request per entry of ``kinds``, ``concurrency`` at a time.
 
-    Every request opens a new connection. A kept-alive connection could be
-    closed by the server's keep-alive timeout (by default 2 s in gunicorn 27
-    and 5 s in uvicorn 0.55) just as the client reuses it, and the request
-    would fail with ``httpx.ReadError`` without reaching the gateway.
+    Every request opens a new connection. With kept-alive connections, runs
+    failed with ``httpx.ReadError`` before reaching the gateway.
+    NOTE: the likely cause, not confirmed, is the server closing an idle
+    connection at its keep-alive timeout (by default 2 s in gunicorn 27 and
+    5 s in uvicorn 0.55) just as the client reuses it.
 
     Returns:
         The number of requests per outcome of ``send``, or per error type
