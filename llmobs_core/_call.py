@@ -453,9 +453,12 @@ class LLMCall:
         self.span.add_event(name, attributes or None)
 
     def attach_stream_end(
-        self, callback: Callable[[BaseException | None], None]
+        self, callback: Callable[[BaseException | None], None] | None
     ) -> None:
-        """Set what runs when a wrapped stream ends; used by the call's scope."""
+        """Set what runs when a wrapped stream ends; used by the call's scope.
+
+        None removes it; the stream's end then finishes the call directly.
+        """
         self._on_stream_end = callback
 
     def _end_stream(self, error: BaseException | None, cancelled: bool) -> None:

@@ -30,7 +30,7 @@ class StreamEnd:
     __slots__ = ("_lock", "_on_end", "ended")
 
     def __init__(self, on_end: OnEnd) -> None:
-        self._on_end = on_end
+        self._on_end: OnEnd | None = on_end
         self._lock = threading.Lock()
         self.ended = False
 
@@ -40,8 +40,13 @@ class StreamEnd:
             if self.ended:
                 return
             self.ended = True
+            # The callback is a method of the call that keeps this object:
+            # dropping it breaks that reference cycle, so the call and its
+            # span are freed without waiting for the garbage collector.
+            on_end, self._on_end = self._on_end, None
+        assert on_end is not None  # set until the first end
         try:
-            self._on_end(error, cancelled)
+            on_end(error, cancelled)
         except Exception:
             logger.warning("ending an LLM call stream failed", exc_info=True)
 

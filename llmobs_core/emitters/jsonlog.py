@@ -94,13 +94,15 @@ class JsonLogEmitter:
             return
         if not logger.isEnabledFor(logging.INFO):
             return
-        frame = sys._getframe()
-        code = frame.f_code
+        # The frame is not kept in a local: a frame that refers to itself
+        # through its locals is a reference cycle, freed only by the
+        # garbage collector, with the record and the line in it.
+        code = sys._getframe().f_code
         record = logger.makeRecord(
             logger.name,
             logging.INFO,
             code.co_filename,
-            frame.f_lineno,
+            sys._getframe().f_lineno,
             "%s",
             (line,),
             None,
