@@ -2,7 +2,9 @@
 
 Per call: the per-call benchmark's ``call_llm`` with each default emitter
 left out in turn, the JSON emitter on the caller's thread, and no prompt to
-hash. Per request: a plain ASGI app that sends ``200 hello`` itself, alone
+hash; next to the per-call floor, and to the floor plus the work llmobs adds
+per call (prompt hash, 16 more span attributes, 5 more metric updates) done
+by hand with the same libraries. Per request: a plain ASGI app that sends ``200 hello`` itself, alone
 and wrapped in ``LLMObsMiddleware``, in Starlette's OpenTelemetry middleware,
 or in a minimal middleware that only starts and ends one SDK span. The last
 request variant calls ``ServerRequest`` start, finish and close without any
@@ -17,12 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import Receive, Scope, Send
 
 import llmobs_core as llmobs
@@ -36,15 +44,24 @@ from benchmarks._harness import (
     median,
     paired_overhead,
 )
-from benchmarks._telemetry import Telemetry, set_up_telemetry
+from benchmarks._telemetry import HASH_KEY, Telemetry, set_up_telemetry
 from benchmarks.inprocess import FEATURES, HELLO_PATH, AsgiDriver
-from benchmarks.per_call import FloorVariant, LLMObsVariant, chat_completion
+from benchmarks.per_call import (
+    FEATURE,
+    MESSAGES,
+    MODEL,
+    FloorVariant,
+    LLMObsVariant,
+    chat_completion,
+)
 from llmobs_core.emitters import (
     Emitter,
     JsonLogEmitter,
     OTelSpanEmitter,
     PrometheusEmitter,
 )
+from llmobs_core.emitters.otel import call_attributes
+from llmobs_core.schema import LLMCallLog
 from llmobs_core.server import ServerRequest, ServerSettings
 
 
@@ -61,6 +78,87 @@ def _emitter_sets(telemetry: Telemetry) -> dict[str, list[Emitter]]:
         "without the OTel span emitter": [background, prometheus],
         "no emitters": [],
     }
+
+
+class EqualWorkFloor(FloorVariant):
+    """The floor plus, by hand, the per-call work of llmobs that it leaves out.
+
+    That is the keyed hash of the prompt, the 26 span attributes of an
+    llmobs call instead of 10, and 9 metric updates instead of 4: the
+    in-flight gauge up and down, the cost counter, the stage histogram and
+    an exemplar on the latency histogram. The usage is still read by plain
+    attribute access, and the cost copied from the llmobs event.
+    """
+
+    def __init__(
+        self, telemetry: Telemetry, completion: Any, event: dict[str, Any]
+    ) -> None:
+        super().__init__(telemetry, completion, event)
+        registry = CollectorRegistry()
+        self.in_flight = Gauge(
+            "floor_in_flight",
+            "Calls in flight.",
+            ("feature_name", "model"),
+            registry=registry,
+        )
+        self.cost = Counter(
+            "floor_cost",
+            "Cost.",
+            ("feature_name", "model", "tenant_tier"),
+            registry=registry,
+        )
+        self.stage = Histogram(
+            "floor_stage_ms",
+            "Stage duration.",
+            ("feature_name", "stage"),
+            registry=registry,
+        )
+        self.attributes = call_attributes(LLMCallLog.model_validate(event))
+        self.key = HASH_KEY.encode()
+        self.tier = event["tenant_tier"]
+
+    def _call(self) -> None:
+        completion = self.completion
+        started = time.perf_counter_ns()
+        self.in_flight.labels(FEATURE, MODEL).inc()
+        canonical = json.dumps(
+            MESSAGES, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        prompt_hash = hmac.new(self.key, canonical.encode(), hashlib.sha256).hexdigest()
+        with self.tracer.start_as_current_span(
+            "call_llm",
+            kind=SpanKind.CLIENT,
+            attributes={"llm.stage": "call_llm", "llm.feature_name": FEATURE},
+        ) as span:
+            usage = completion.usage
+            choice = completion.choices[0]
+            latency_ms = (time.perf_counter_ns() - started) / 1e6
+            span.set_attributes(self.attributes)
+            context = span.get_span_context()
+            trace_id = f"{context.trace_id:032x}"
+            self.in_flight.labels(FEATURE, MODEL).dec()
+            self.requests.labels(FEATURE, MODEL, self.region, "ok").inc()
+            self.input_tokens.labels(FEATURE, MODEL).inc(usage.prompt_tokens)
+            self.output_tokens.labels(FEATURE, MODEL).inc(usage.completion_tokens)
+            self.cost.labels(FEATURE, MODEL, self.tier).inc(self.template["cost_usd"])
+            self.latency.labels(FEATURE, MODEL, self.region).observe(
+                latency_ms, exemplar={"trace_id": trace_id}
+            )
+            self.stage.labels(FEATURE, "call_llm").observe(latency_ms)
+            event = LLMCallLog(
+                **{**self.template, "prompt_hash": prompt_hash},
+                timestamp=datetime.now(UTC),
+                trace_id=trace_id,
+                span_id=f"{context.span_id:016x}",
+                latency_ms=latency_ms,
+                response_model=completion.model,
+                input_tokens=usage.prompt_tokens,
+                cached_input_tokens=usage.prompt_tokens_details.cached_tokens,
+                output_tokens=usage.completion_tokens,
+                reasoning_tokens=usage.completion_tokens_details.reasoning_tokens,
+                finish_reason=choice.finish_reason,
+            )
+            self.logger.info("%s", event.model_dump_json())
 
 
 def run_call_breakdown(*, calls: int, rounds: int, warmup: int) -> dict[str, Samples]:
@@ -84,6 +182,8 @@ def run_call_breakdown(*, calls: int, rounds: int, warmup: int) -> dict[str, Sam
         )
     )
     cases.append(Case("floor", floor.run))
+    equal_work = EqualWorkFloor(telemetry, completion, with_prompt.sample_event())
+    cases.append(Case("floor plus the work llmobs adds, by hand", equal_work.run))
     return measure(cases, operations=calls, rounds=rounds, warmup=warmup)
 
 
