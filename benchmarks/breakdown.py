@@ -4,9 +4,10 @@ Per call: the per-call benchmark's ``call_llm`` with each default emitter
 left out in turn, the JSON emitter on the caller's thread, and no prompt to
 hash; next to the per-call floor, and to the floor plus the work llmobs adds
 per call (prompt hash, 16 more span attributes, 5 more metric updates) done
-by hand with the same libraries. Per request: a plain ASGI app that sends ``200 hello`` itself, alone
-and wrapped in ``LLMObsMiddleware``, in Starlette's OpenTelemetry middleware,
-or in a minimal middleware that only starts and ends one SDK span. The last
+by hand with the same libraries. Per request: a plain ASGI app that sends
+``200 hello`` itself, alone and wrapped in ``LLMObsMiddleware``, in
+Starlette's OpenTelemetry middleware, or in a minimal middleware that only
+starts and ends one SDK span. The last
 request variant calls ``ServerRequest`` start, finish and close without any
 ASGI code.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from llmobs_core._capture import content_capture
+from llmobs_core._capture import NO_CAPTURE, ContentCapture, content_capture
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core._status import classify_exception, error_type_name
@@ -164,11 +164,8 @@ class LLMCall:
         self.prompt_template_hash = _template_hash(
             prompt_template_id, prompt_template, config.hasher
         )
-        self._capture = content_capture(
-            self._capture_mode(span_context.trace_id),
-            config.privacy,
-            config.redactor,
-            prompt,
+        self._capture = _content_capture(
+            self._capture_mode(span_context.trace_id), config, prompt
         )
         request_id = self._state.request_id if self._state is not None else None
         config.fanout.emit_call_start(
@@ -246,6 +243,11 @@ class LLMCall:
         return usage.input_tokens is not None or usage.output_tokens is not None
 
     @property
+    def has_stream(self) -> bool:
+        """Whether ``wrap_stream`` wrapped a stream for this call."""
+        return self._stream_end is not None
+
+    @property
     def stream_pending(self) -> bool:
         """Whether a wrapped stream will end the call later."""
         return self._stream_end is not None and not self._stream_end.ended
@@ -312,12 +314,25 @@ class LLMCall:
         stops early ends the call with status ``cancelled`` and the counts
         seen so far.
 
+        One call observes one stream: a later ``wrap_stream`` on the same
+        handle returns its stream unchanged, with a WARNING, so the call's
+        end and counts stay those of the first stream. Use one ``call_llm``
+        per stream, for example per retried request.
+
         Returns:
             An iterator (or async iterator) with the stream's other attributes
             and methods, including ``close()`` and use as a context manager.
             A value that is not iterable is returned unchanged, with a
             WARNING, and the call ends with its ``call_llm`` block.
         """
+        if self.has_stream:
+            _warning.warn(
+                "wrap_stream_again",
+                "wrap_stream() called again on one call_llm(); the stream is "
+                "returned unwrapped and not recorded. Use one call_llm() per "
+                "stream.",
+            )
+            return stream
         end = StreamEnd(self._end_stream)
         try:
             wrapper = wrap_stream(stream, self.record_chunk, end)
@@ -636,7 +651,28 @@ def _describe_prompt(prompt: Any, hasher: Hasher) -> tuple[str | None, int | Non
         return hasher.prompt_and_length(prompt)
     except TypeError as error:
         _warning.warn("prompt", "prompt_hash left empty: %s", error)
-        return None, None
+    except Exception as error:  # noqa: BLE001 - a prompt must not break the call
+        # For example a RecursionError from a message list that contains
+        # itself. Only the type is logged: a message could quote the prompt.
+        _warning.warn(
+            "prompt",
+            "prompt_hash left empty: hashing the prompt raised %s",
+            type(error).__name__,
+        )
+    return None, None
+
+
+def _content_capture(mode: CaptureMode, config: Config, prompt: Any) -> ContentCapture:
+    """Return the call's content capture; none if the prompt cannot be read."""
+    try:
+        return content_capture(mode, config.privacy, config.redactor, prompt)
+    except Exception as error:  # noqa: BLE001 - a prompt must not break the call
+        _warning.warn(
+            "capture",
+            "content capture off for this call: reading the prompt raised %s",
+            type(error).__name__,
+        )
+        return NO_CAPTURE
 
 
 def _template_hash(

@@ -35,20 +35,26 @@ class StreamEnd:
         self.ended = False
 
     def end(self, error: BaseException | None, cancelled: bool) -> None:
-        """Run the end callback, the first time only."""
+        """Run the end callback, the first time only.
+
+        ``ended`` turns True only once the callback has returned. For a
+        ``call_llm`` block that exits meanwhile on another thread, the stream
+        is then still pending, so the block leaves the call to this end and
+        its error instead of ending it as a success.
+        """
         with self._lock:
-            if self.ended:
-                return
-            self.ended = True
             # The callback is a method of the call that keeps this object:
             # dropping it breaks that reference cycle, so the call and its
             # span are freed without waiting for the garbage collector.
             on_end, self._on_end = self._on_end, None
-        assert on_end is not None  # set until the first end
+        if on_end is None:
+            return
         try:
             on_end(error, cancelled)
         except Exception:
             logger.warning("ending an LLM call stream failed", exc_info=True)
+        finally:
+            self.ended = True
 
 
 class SyncStreamWrapper(Generic[T]):

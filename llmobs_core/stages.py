@@ -260,8 +260,21 @@ class LLMCallScope(StageScope):
         arguments = self._call_arguments
         feature_name = arguments["feature_name"] or current_feature()
         self._begin(feature_name)
-        assert self.span is not None
-        call = LLMCall(span=self.span, **{**arguments, "feature_name": feature_name})
+        span = self.span
+        assert span is not None
+        try:
+            call = LLMCall(span=span, **{**arguments, "feature_name": feature_name})
+        except BaseException as error:
+            # No handle, so no exit: end the span and restore the context now,
+            # or the span would stay open and be the parent of later spans.
+            try:
+                record_exception_type(span, error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                span.end()
+            finally:
+                detach_context(self._token)
+                self._token = None
+            raise
         self.call = call
         call.attach_stream_end(self._complete)
         self._feature = call.feature_name
@@ -298,9 +311,11 @@ class LLMCallScope(StageScope):
         call.finish(error, self._stage_event(error, duration_ms, call.trace_id))
 
     def _on_return(self, result: object) -> None:
-        assert self.call is not None
-        if result is not None and not self.call.has_usage:
-            self.call.record(result)
+        call = self.call
+        assert call is not None
+        # A returned stream wrapper records its own chunks.
+        if result is not None and not call.has_usage and not call.has_stream:
+            call.record(result)
 
     def __enter__(self) -> LLMCall:  # type: ignore[override]
         self._start()

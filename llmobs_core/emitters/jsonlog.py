@@ -94,19 +94,25 @@ class JsonLogEmitter:
             return
         if not logger.isEnabledFor(logging.INFO):
             return
-        # The frame is not kept in a local: a frame that refers to itself
-        # through its locals is a reference cycle, freed only by the
-        # garbage collector, with the record and the line in it.
-        code = sys._getframe().f_code
+        if logging._srcfile is None:
+            # Caller lookup switched off, as the logging HOWTO describes.
+            filename, lineno, function = "(unknown file)", 0, "(unknown function)"
+        else:
+            # The frame is not kept in a local: a frame that refers to
+            # itself through its locals is a reference cycle, freed only by
+            # the garbage collector, with the record and the line in it.
+            code = sys._getframe().f_code
+            filename, function = code.co_filename, code.co_name
+            lineno = sys._getframe().f_lineno
         record = logger.makeRecord(
             logger.name,
             logging.INFO,
-            code.co_filename,
-            sys._getframe().f_lineno,
+            filename,
+            lineno,
             "%s",
             (line,),
             None,
-            code.co_name,
+            function,
         )
         logger.handle(record)
 

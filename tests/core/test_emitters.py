@@ -169,6 +169,41 @@ def test_json_emitter_silent_when_disabled(observed: Observed) -> None:
     assert records == []
 
 
+@pytest.mark.parametrize("caller_lookup", [True, False])
+def test_json_emitter_record_caller(
+    observed: Observed, monkeypatch: pytest.MonkeyPatch, caller_lookup: bool
+) -> None:
+    # logging._srcfile = None is the logging HOWTO's switch for records
+    # without caller information; the emitter's records follow it.
+    if not caller_lookup:
+        monkeypatch.setattr(logging, "_srcfile", None)
+    logger = logging.getLogger("test.caller.events")
+    logger.setLevel(logging.INFO)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    llmobs_core.configure(
+        emitters=[JsonLogEmitter(logger, background=False)], hash_key=TEST_HASH_KEY
+    )
+    try:
+        with call_llm(model="gpt-4o-mini"):
+            pass
+    finally:
+        logger.removeHandler(handler)
+
+    [record] = records
+    if caller_lookup:
+        assert record.pathname.endswith("jsonlog.py")
+        assert (record.funcName, record.lineno > 0) == ("_log", True)
+    else:
+        assert (record.pathname, record.lineno, record.funcName) == (
+            "(unknown file)",
+            0,
+            "(unknown function)",
+        )
+
+
 def test_in_flight_gauge_during_call(observed: Observed) -> None:
     labels = {"feature_name": "chat", "model": "gpt-4o-mini"}
     with feature("chat"):

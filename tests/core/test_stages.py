@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 import llmobs_core
@@ -512,3 +513,39 @@ def test_exception_event_has_no_message(observed: Observed) -> None:
         "exception.type": "ValueError",
         "exception.escaped": True,
     }
+
+
+def test_self_containing_prompt_left_unhashed(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    messages.append(messages)
+
+    with call_llm(model="gpt-4o-mini", prompt=messages):
+        pass
+
+    [event] = observed.events
+    assert event["prompt_hash"] is None
+    assert "hashing the prompt raised RecursionError" in caplog.text
+    assert observed.names() == ["call_llm"]
+
+
+def test_failed_call_start_ends_span_and_context(
+    observed: Observed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmobs_core import _call
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bug in llmobs")
+
+    monkeypatch.setattr(_call.LLMCall, "__init__", broken)
+    tracer = observed.provider.get_tracer("test")
+    with tracer.start_as_current_span("request") as request:
+        with pytest.raises(RuntimeError), call_llm(model="gpt-4o-mini"):
+            pass
+        current = trace.get_current_span()
+
+    assert current is request
+    span = observed.span("call_llm")
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.attributes["exception.type"] for e in span.events] == ["RuntimeError"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.trace import StatusCode
 
-from llmobs_core import call_llm
+from llmobs_core import call_llm, current_call
 from tests.conftest import Observed, span_times
 
 
@@ -289,3 +291,74 @@ def test_stream_dicts_without_object_estimated(observed: Observed) -> None:
     assert event["usage_estimated"] is True
     assert event["input_tokens"] == 10
     assert event["output_tokens"] == 6
+
+
+def test_block_exit_during_stream_end_keeps_the_error(
+    observed: Observed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stream fails on another thread, and the block exits while that
+    # thread is still ending the call: the event must carry the failure.
+    from llmobs_core._call import LLMCall
+
+    entered, release = threading.Event(), threading.Event()
+    end_stream = LLMCall._end_stream
+
+    def held_end(self: LLMCall, error: BaseException | None, cancelled: bool) -> None:
+        entered.set()
+        assert release.wait(10)
+        end_stream(self, error, cancelled)
+
+    monkeypatch.setattr(LLMCall, "_end_stream", held_end)
+    failures: list[BaseException] = []
+
+    def consume(stream: Any) -> None:
+        try:
+            list(stream)
+        except ConnectionError as error:
+            failures.append(error)
+
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(ClosableStream(chat_chunks(3), fail_after=1))
+        consumer = threading.Thread(target=consume, args=(stream,))
+        consumer.start()
+        assert entered.wait(10)
+    release.set()
+    consumer.join(10)
+
+    assert len(failures) == 1
+    [event] = observed.events
+    assert event["status"] == "error"
+    assert event["error_type"] == "ConnectionError"
+    assert observed.span("call_llm").status.status_code is StatusCode.ERROR
+
+
+def test_second_wrap_stream_returned_unwrapped(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    second_chunks = ClosableStream(chat_chunks(5))
+    with call_llm(model="gpt-4o-mini") as call:
+        first = call.wrap_stream(ClosableStream(chat_chunks(2)))
+        second = call.wrap_stream(second_chunks)
+    list(second)
+    list(first)
+
+    assert second is second_chunks
+    assert "wrap_stream() called again" in caplog.text
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 3)
+
+
+def test_decorated_function_returning_stream_records_chunks(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    @call_llm(model="gpt-4o-mini")
+    def chat() -> Any:
+        call = current_call()
+        assert call is not None
+        return call.wrap_stream(ClosableStream(chat_chunks(2)))
+
+    list(chat())
+
+    assert "no usage adapter" not in caplog.text
+    [event] = observed.events
+    assert (event["input_tokens"], event["output_tokens"]) == (20, 2)
