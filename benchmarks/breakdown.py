@@ -84,11 +84,11 @@ def _emitter_sets(telemetry: Telemetry) -> dict[str, list[Emitter]]:
 class EqualWorkFloor(FloorVariant):
     """The floor plus, by hand, the per-call work of llmobs that it leaves out.
 
-    That is the keyed hash of the prompt, the 26 span attributes of an
-    llmobs call instead of 10, and 9 metric updates instead of 4: the
+    That is the keyed hash of the prompt, 26 span attribute writes instead
+    of 10, and 9 metric updates instead of 4. The extra updates are the
     in-flight gauge up and down, the cost counter, the stage histogram and
     an exemplar on the latency histogram. The usage is still read by plain
-    attribute access, and the cost copied from the llmobs event.
+    attribute access, and the cost is copied from the llmobs event.
     """
 
     def __init__(
