@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +23,48 @@ OnEnd = Callable[[BaseException | None, bool], None]
 the stream stopped before its end."""
 
 
+# The ends of wrapped streams not ended yet. At interpreter exit they are
+# ended as cancelled, while events can still be built and written: a stream
+# collected later, during the interpreter's teardown, could not write one.
+_unended: weakref.WeakSet[StreamEnd] = weakref.WeakSet()
+_exit_hook_registered = False
+_exit_hook_lock = threading.Lock()
+
+
+def end_unended_streams() -> None:
+    """End every wrapped stream that has not ended, as cancelled."""
+    for end in list(_unended):
+        end.end(None, True)
+
+
+def _register_exit_hook() -> None:
+    # Registered at the first wrapped stream, after the event writers have
+    # registered theirs. Exit hooks run last-registered first, so the
+    # streams' events are queued before the writers flush.
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            atexit.register(end_unended_streams)
+            _exit_hook_registered = True
+
+
+def _forget_unended_streams() -> None:
+    """In a forked child, mark the copies of the parent's streams as ended.
+
+    The parent ends those calls, so the child's copies must write nothing,
+    whether consumed, collected or still open at exit. The locks are not
+    taken: the child has one thread, and a lock copied while another thread
+    of the parent held it would never be released.
+    """
+    for end in list(_unended):
+        end._on_end = None
+        end.ended = True
+    _unended.clear()
+
+
+os.register_at_fork(after_in_child=_forget_unended_streams)
+
+
 class StreamEnd:
     """The once-only end of a wrapped stream.
 
@@ -27,12 +72,15 @@ class StreamEnd:
     its consumer is collected at once and its ``__del__`` ends the call.
     """
 
-    __slots__ = ("_lock", "_on_end", "ended")
+    __slots__ = ("__weakref__", "_lock", "_on_end", "ended")
 
     def __init__(self, on_end: OnEnd) -> None:
         self._on_end: OnEnd | None = on_end
         self._lock = threading.Lock()
         self.ended = False
+        if not _exit_hook_registered:
+            _register_exit_hook()
+        _unended.add(self)
 
     def end(self, error: BaseException | None, cancelled: bool) -> None:
         """Run the end callback, the first time only.
@@ -49,6 +97,7 @@ class StreamEnd:
             on_end, self._on_end = self._on_end, None
         if on_end is None:
             return
+        _unended.discard(self)
         try:
             on_end(error, cancelled)
         except Exception:

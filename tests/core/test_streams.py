@@ -362,3 +362,59 @@ def test_decorated_function_returning_stream_records_chunks(
     assert "no usage adapter" not in caplog.text
     [event] = observed.events
     assert (event["input_tokens"], event["output_tokens"]) == (20, 2)
+
+
+EXIT_SCRIPT = """
+import os
+import sys
+
+import llmobs_core
+from llmobs_core import call_llm
+
+llmobs_core.configure(hash_key="k" * 32)
+llmobs_core.install_json_handler(sys.stdout)
+CHUNK = {
+    "object": "chat.completion.chunk",
+    "model": "m",
+    "choices": [{"index": 0, "delta": {"content": "ok"}}],
+}
+
+
+def chunks():
+    yield from [CHUNK] * 3
+
+
+with call_llm(model="gpt-4o-mini") as call:
+    stream = call.wrap_stream(chunks())
+next(stream)
+if sys.argv[1] == "fork":
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # the child's exit hooks run; its copy must stay silent
+    os.waitpid(pid, 0)
+    print("parent", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["exit", "fork"])
+def test_unfinished_stream_ends_at_exit(tmp_path: Any, mode: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "unfinished.py"
+    script.write_text(EXIT_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "failed" not in done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    event = json.loads(lines[0])
+    assert (event["status"], event["chunk_count"]) == ("cancelled", 1)
