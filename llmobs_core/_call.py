@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -73,6 +74,12 @@ _NO_REQUEST = RequestState()
 # right for English text with OpenAI's and Anthropic's tokenizers.
 CHARS_PER_TOKEN = 4
 
+# States of a call's wrapped stream, which decide what ends the call.
+_UNWRAPPED = 0  # no stream: the block's exit ends the call
+_OPEN = 1  # the stream's end will end the call
+_ENDING = 2  # the stream's end ends the call, or has ended it
+_STOPPED = 3  # stopped early inside the block: the block's exit ends the call
+
 
 class LLMCall:
     """Handle of one LLM call, yielded by ``call_llm``.
@@ -85,6 +92,7 @@ class LLMCall:
     """
 
     __slots__ = (
+        "_block_open",
         "_bound",
         "_cache_hit",
         "_capture",
@@ -99,6 +107,8 @@ class LLMCall:
         "_state",
         "_status",
         "_stream_end",
+        "_stream_lock",
+        "_stream_state",
         "_streaming",
         "_trace_id",
         "_unfinished",
@@ -149,6 +159,9 @@ class LLMCall:
         self._first_token_ns: int | None = None
         self._status: CallStatus | None = None
         self._stream_end: StreamEnd | None = None
+        self._stream_state = _UNWRAPPED
+        self._stream_lock: threading.Lock | None = None
+        self._block_open = True
         self._on_stream_end: Callable[[BaseException | None], None] | None = None
         # Popped by the first finish(); list.pop() is atomic, so a stream
         # ending on another thread and the scope's exit cannot both finish.
@@ -249,8 +262,23 @@ class LLMCall:
 
     @property
     def stream_pending(self) -> bool:
-        """Whether a wrapped stream will end the call later."""
-        return self._stream_end is not None and not self._stream_end.ended
+        """Whether a wrapped stream ends the call, later or right now."""
+        return self._stream_state == _OPEN or self._stream_state == _ENDING
+
+    def leave_block(self, error: BaseException | None) -> bool:
+        """Note that the ``call_llm`` block has exited; used by the call's scope.
+
+        Returns:
+            Whether a wrapped stream ends the call, so the block must not.
+            An exception leaving the block always ends the call there.
+        """
+        lock = self._stream_lock
+        if lock is None:
+            self._block_open = False
+            return False
+        with lock:
+            self._block_open = False
+            return error is None and self.stream_pending
 
     def record(self, response: Any) -> None:
         """Read model, token usage and finish reason from a provider response.
@@ -340,6 +368,8 @@ class LLMCall:
             _warning.warn("wrap_stream", "%s", error)
             return stream
         self._streaming = True
+        self._stream_lock = threading.Lock()
+        self._stream_state = _OPEN
         self._stream_end = end
         return wrapper
 
@@ -477,6 +507,16 @@ class LLMCall:
         self._on_stream_end = callback
 
     def _end_stream(self, error: BaseException | None, cancelled: bool) -> None:
+        lock = self._stream_lock
+        assert lock is not None  # set by wrap_stream
+        with lock:
+            # A stream that stops early inside the block was most likely
+            # dropped by an exception leaving its loop. The block exits next,
+            # with that exception, so the block's exit ends the call.
+            stopped = cancelled and error is None and self._block_open
+            self._stream_state = _STOPPED if stopped else _ENDING
+        if stopped:
+            return
         if cancelled and self._status is None:
             self._status = CallStatus.CANCELLED
         callback = self._on_stream_end
@@ -521,9 +561,14 @@ class LLMCall:
     def _build_event(self, error: BaseException | None) -> LLMCallLog:
         ended_ns = time.perf_counter_ns()
         usage, estimated = self._final_usage()
-        status = self._status or (
-            classify_exception(error) if error is not None else CallStatus.OK
-        )
+        status = self._status
+        if status is None:
+            if error is not None:
+                status = classify_exception(error)
+            elif self._stream_state == _STOPPED:
+                status = CallStatus.CANCELLED
+            else:
+                status = CallStatus.OK
         if status is CallStatus.OK and usage.finish_reason in FILTERED_FINISH_REASONS:
             status = CallStatus.FILTERED_BY_GUARDRAIL
         state = self._state or _NO_REQUEST
@@ -649,14 +694,15 @@ def _describe_prompt(prompt: Any, hasher: Hasher) -> tuple[str | None, int | Non
         return None, None
     try:
         return hasher.prompt_and_length(prompt)
-    except TypeError as error:
-        _warning.warn("prompt", "prompt_hash left empty: %s", error)
     except Exception as error:  # noqa: BLE001 - a prompt must not break the call
-        # For example a RecursionError from a message list that contains
-        # itself. Only the type is logged: a message could quote the prompt.
+        # A TypeError for a value JSON cannot encode, a RecursionError for a
+        # message list that contains itself. Only types are logged, because
+        # an exception's message could quote the prompt.
         _warning.warn(
             "prompt",
-            "prompt_hash left empty: hashing the prompt raised %s",
+            "prompt_hash left empty: hashing a prompt of type %s raised %s; "
+            "pass a str or a list of JSON-serializable messages",
+            type(prompt).__name__,
             type(error).__name__,
         )
     return None, None
@@ -681,6 +727,18 @@ def _template_hash(
     if template is None:
         return None
     if not isinstance(template, str):
-        _warning.warn("template", "prompt_template must be a str, got %r", template)
+        _warning.warn(
+            "template",
+            "prompt_template_hash left empty: prompt_template must be a str, got %s",
+            type(template).__name__,
+        )
         return None
-    return hasher.template(template_id, template)
+    try:
+        return hasher.template(template_id, template)
+    except Exception as error:  # noqa: BLE001 - a template must not break the call
+        _warning.warn(
+            "template",
+            "prompt_template_hash left empty: hashing the template raised %s",
+            type(error).__name__,
+        )
+        return None

@@ -289,7 +289,7 @@ class LLMCallScope(StageScope):
 
     def _deferred(self, error: BaseException | None) -> bool:
         # A wrapped stream still being consumed ends the call when it ends.
-        return error is None and self.call is not None and self.call.stream_pending
+        return self.call is not None and self.call.leave_block(error)
 
     def _complete(self, error: BaseException | None) -> None:
         try:

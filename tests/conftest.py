@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 import llmobs_core
+from llmobs_core import _call
+from llmobs_core._ratelimit import RateLimitedWarning
 from llmobs_core.emitters import EVENTS_LOGGER
 
 TEST_HASH_KEY = "test-hash-key-0123456789abcdef"
@@ -93,10 +95,13 @@ def span_times(span: ReadableSpan) -> tuple[int, int]:
 
 
 @pytest.fixture
-def observed() -> Iterator[Observed]:
+def observed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Observed]:
     # Events queued by earlier tests are written later: finish them before
     # capturing, so they are not counted here.
     assert llmobs_core.flush(timeout=10)
+    # The call handle's warnings are rate-limited per kind: start them fresh,
+    # so that a test sees the warnings of its own calls.
+    monkeypatch.setattr(_call, "_warning", RateLimitedWarning(_call.logger))
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry.trace import Span
+from pydantic_core import PydanticSerializationError
 
 from llmobs_core.emitters._base import StageEvent
 from llmobs_core.emitters._writer import BackgroundWriter
@@ -74,7 +76,10 @@ class JsonLogEmitter:
         """Log the event, if the logger is enabled for INFO."""
         if not self._logger.isEnabledFor(logging.INFO):
             return
-        line = event.model_dump_json()
+        try:
+            line = event.model_dump_json()
+        except PydanticSerializationError:
+            line = _escaped_json(event)
         if self._writer is None:
             self._log(line)
         else:
@@ -118,6 +123,18 @@ class JsonLogEmitter:
 
     def emit_stage(self, event: StageEvent) -> None:
         """Ignore stage events: they appear in metrics and spans only."""
+
+
+def _escaped_json(event: LLMCallLog) -> str:
+    r"""Return the event's JSON line with every non-ASCII character escaped.
+
+    pydantic cannot write a string with a lone surrogate as UTF-8, and such
+    strings come from JSON text with ``\ud800`` escapes: a provider's
+    response model, an application's tenant. Escaped, the line stays valid
+    JSON with the same fields in the same order, and parsers read the same
+    strings back.
+    """
+    return json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
 
 
 def install_json_handler(

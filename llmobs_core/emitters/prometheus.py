@@ -50,8 +50,9 @@ DEFAULT_LABEL_LIMITS: Mapping[str, int] = {
 }
 """Distinct values kept per label and process; later ones become ``other``."""
 MAX_LABEL_VALUE_LENGTH = 64
-# C0 controls, DEL and the C1 controls (U+0080 to U+009F).
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL, the C1 controls (U+0080 to U+009F) and lone surrogates,
+# which would make the UTF-8 exposition of every metric fail.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class LLMMetrics:

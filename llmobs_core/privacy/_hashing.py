@@ -59,11 +59,11 @@ def canonical_prompt_and_length(
         TypeError: As ``canonical_prompt``.
     """
     if isinstance(prompt, str):
-        return _normalize_text(prompt).encode(), len(prompt)
+        return _utf8(_normalize_text(prompt)), len(prompt)
     found = _flat_messages_json(prompt)
     if found is not None:
         text, length = found
-        return text.encode(), length
+        return _utf8(text), length
     lengths: list[int] = []
     try:
         text = _CANONICAL_JSON.encode(_normalize_strings(prompt, lengths))
@@ -72,7 +72,17 @@ def canonical_prompt_and_length(
             f"prompt must be a str or JSON-serializable messages, got "
             f"{type(prompt).__name__}: {error}"
         ) from None
-    return text.encode(), sum(lengths)
+    return _utf8(text), sum(lengths)
+
+
+def _utf8(text: str) -> bytes:
+    r"""Encode text as UTF-8, lone surrogates included.
+
+    Text decoded from JSON may hold lone surrogates (``"\ud800"``), which
+    strict UTF-8 cannot encode. ``surrogatepass`` encodes them as their
+    three bytes, and leaves every other text as strict UTF-8 does.
+    """
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _flat_messages_json(prompt: Any) -> tuple[str, int] | None:
@@ -169,7 +179,7 @@ class Hasher:
 
     def __call__(self, value: str) -> str:
         """Return the hex HMAC-SHA-256 of a string, such as a user id."""
-        return self.digest(value.encode())
+        return self.digest(_utf8(value))
 
     def digest(self, data: bytes) -> str:
         """Return the hex HMAC-SHA-256 of raw bytes."""
@@ -200,6 +210,4 @@ class Hasher:
 
     def template(self, template_id: str | None, template: str) -> str:
         """Return the hash of a template's id and canonical text together."""
-        return self.digest(
-            f"{template_id or ''}\n".encode() + canonical_prompt(template)
-        )
+        return self.digest(_utf8(f"{template_id or ''}\n") + canonical_prompt(template))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 import llmobs_core
 from llmobs_core import bind_context, call_llm
@@ -15,6 +17,7 @@ from llmobs_core.privacy import (
     PrivacyPolicy,
     sign_debug_token,
 )
+from llmobs_core.schema import LLMCallLog
 from tests.conftest import TEST_HASH_KEY, Observed
 
 KEY = b"k" * 32
@@ -288,3 +291,81 @@ def test_debug_token_tampered_expiry() -> None:
     assert DebugTokenVerifier(KEY, max_age=3600).check(tampered, now=1_001) == (
         "bad_signature"
     )
+
+
+# json.loads gives lone surrogates for \ud800 escapes, so such strings reach
+# llmobs from providers' responses and from applications' JSON requests.
+LONE_SURROGATE = json.loads('"private text \\ud800"')
+
+
+def test_prompt_with_lone_surrogate_hashed() -> None:
+    hasher = Hasher(KEY)
+    digest = hasher.prompt(LONE_SURROGATE)
+
+    assert len(digest) == 64
+    assert digest != hasher.prompt("private text")
+    assert hasher.prompt([{"role": "user", "content": LONE_SURROGATE}])
+    assert hasher.template("t1", LONE_SURROGATE)
+    assert hasher(LONE_SURROGATE)
+
+
+def test_lone_surrogates_keep_event_line(observed: Observed) -> None:
+    configure(observed, capture=CaptureMode.SNIPPET, sample_rate=1.0)
+    with (
+        bind_context(tenant_tier=LONE_SURROGATE),
+        call_llm(
+            model="gpt-4o-mini",
+            prompt=LONE_SURROGATE,
+            prompt_template=LONE_SURROGATE,
+        ) as call,
+    ):
+        call.record({**ANSWER, "model": LONE_SURROGATE})
+
+    [line] = observed.capture.lines
+    event = json.loads(line)
+    assert line.isascii()
+    assert event["input_snippet"] == LONE_SURROGATE
+    assert event["response_model"] == LONE_SURROGATE
+    assert event["prompt_hash"] is not None
+    assert event["prompt_template_hash"] is not None
+    exposition = generate_latest(observed.registry).decode()
+    assert 'tenant_tier="private text "' in exposition
+
+
+def test_escaped_line_equals_usual_line(observed: Observed) -> None:
+    from llmobs_core.emitters.jsonlog import _escaped_json
+
+    configure(observed)
+    with call_llm(model="gpt-4o-mini", prompt="héllo") as call:
+        call.record(ANSWER)
+
+    [line] = observed.capture.lines
+    event = LLMCallLog.model_validate_json(line)
+    assert json.loads(_escaped_json(event)) == json.loads(line)
+    assert list(json.loads(_escaped_json(event))) == list(json.loads(line))
+
+
+class QuotingMessage(dict[str, str]):
+    """A message whose items() fails with an error that quotes its text."""
+
+    def items(self) -> Any:
+        raise ValueError(f"invalid message: {self['content']}")
+
+
+@pytest.mark.parametrize("field", ["prompt", "prompt_template"])
+def test_hash_failure_warning_quotes_nothing(
+    observed: Observed, caplog: pytest.LogCaptureFixture, field: str
+) -> None:
+    configure(observed)
+    secret = "my SSN is 123-45-6789"
+    value: Any = [QuotingMessage(role="user", content=secret)]
+    if field == "prompt_template":
+        value = secret.encode()
+
+    with call_llm(model="gpt-4o-mini", **{field: value}):
+        pass
+
+    [event] = observed.events
+    assert event[f"{field}_hash"] is None
+    assert f"{field}_hash left empty" in caplog.text
+    assert "123-45" not in caplog.text

@@ -526,7 +526,7 @@ def test_self_containing_prompt_left_unhashed(
 
     [event] = observed.events
     assert event["prompt_hash"] is None
-    assert "hashing the prompt raised RecursionError" in caplog.text
+    assert "hashing a prompt of type list raised RecursionError" in caplog.text
     assert observed.names() == ["call_llm"]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -417,4 +417,58 @@ def test_unfinished_stream_ends_at_exit(tmp_path: Any, mode: str) -> None:
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1, done.stdout
     event = json.loads(lines[0])
+    assert (event["status"], event["chunk_count"]) == ("cancelled", 1)
+
+
+def fail_in_stream_loop() -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        for _chunk in call.wrap_stream(ClosableStream(chat_chunks(3))):
+            raise ValueError("handler failed")
+
+
+def fail_in_stream_context() -> None:
+    with (
+        call_llm(model="gpt-4o-mini") as call,
+        call.wrap_stream(ClosableStream(chat_chunks(3))) as stream,
+    ):
+        next(iter(stream))
+        raise ValueError("handler failed")
+
+
+def fail_in_async_stream_loop() -> None:
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        for chunk in chat_chunks(3):
+            yield chunk
+
+    async def run() -> None:
+        async with call_llm(model="gpt-4o-mini") as call:
+            async for _chunk in call.wrap_stream(chunks()):
+                raise ValueError("handler failed")
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "fail", [fail_in_stream_loop, fail_in_stream_context, fail_in_async_stream_loop]
+)
+def test_error_in_stream_loop_is_the_status(
+    observed: Observed, fail: Callable[[], None]
+) -> None:
+    # The exception drops the loop's wrapper before the block exits; the
+    # wrapper's end must not record the call as cancelled.
+    with pytest.raises(ValueError, match="handler failed"):
+        fail()
+
+    [event] = observed.events
+    assert (event["status"], event["error_type"]) == ("error", "ValueError")
+    assert event["chunk_count"] == 1
+    assert observed.span("call_llm").status.status_code is StatusCode.ERROR
+
+
+def test_break_in_block_then_exit_is_cancelled(observed: Observed) -> None:
+    with call_llm(model="gpt-4o-mini") as call:
+        for _chunk in call.wrap_stream(ClosableStream(chat_chunks(3))):
+            break
+
+    [event] = observed.events
     assert (event["status"], event["chunk_count"]) == ("cancelled", 1)
