@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry.trace import Span
-from pydantic_core import PydanticSerializationError
 
 from llmobs_core.emitters._base import StageEvent
 from llmobs_core.emitters._writer import BackgroundWriter
@@ -78,7 +77,7 @@ class JsonLogEmitter:
             return
         try:
             line = event.model_dump_json()
-        except PydanticSerializationError:
+        except ValueError:  # pydantic's serialization error, for a lone surrogate
             line = _escaped_json(event)
         if self._writer is None:
             self._log(line)
