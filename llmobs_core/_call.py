@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.trace import Span
 
+from llmobs_core import _ids
 from llmobs_core._capture import NO_CAPTURE, ContentCapture, content_capture
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
+from llmobs_core._semconv import attribute_text
 from llmobs_core._status import classify_exception, error_type_name
 from llmobs_core._streams import StreamEnd, wrap_stream
 from llmobs_core.config import Config, get_config
@@ -80,6 +84,30 @@ _OPEN = 1  # the stream's end will end the call
 _ENDING = 2  # the stream's end ends the call, or has ended it
 _STOPPED = 3  # stopped early inside the block: the block's exit ends the call
 
+# Calls with a wrapped stream, until their event is sent. Those still there
+# at interpreter exit are ended as cancelled while events can be built and
+# written. During the interpreter's teardown, pydantic can serialize none.
+_streamed_calls: weakref.WeakSet[LLMCall] = weakref.WeakSet()
+_exit_hook = threading.Lock()
+_exit_hook_registered = False
+
+
+def end_streamed_calls() -> None:
+    """End every call whose wrapped stream has not ended it, as cancelled."""
+    for call in list(_streamed_calls):
+        call.end_at_exit()
+
+
+def _register_exit_hook() -> None:
+    # Registered at the first wrapped stream, after the event writers and
+    # tracer providers registered theirs. Exit hooks run last-registered
+    # first, so these events are queued before the writers flush.
+    global _exit_hook_registered
+    with _exit_hook:
+        if not _exit_hook_registered:
+            atexit.register(end_streamed_calls)
+            _exit_hook_registered = True
+
 
 class LLMCall:
     """Handle of one LLM call, yielded by ``call_llm``.
@@ -92,6 +120,7 @@ class LLMCall:
     """
 
     __slots__ = (
+        "__weakref__",
         "_block_open",
         "_bound",
         "_cache_hit",
@@ -99,6 +128,7 @@ class LLMCall:
         "_chunks",
         "_config",
         "_first_token_ns",
+        "_generation",
         "_on_stream_end",
         "_output_chars",
         "_prompt_chars",
@@ -162,6 +192,7 @@ class LLMCall:
         self._stream_state = _UNWRAPPED
         self._stream_lock: threading.Lock | None = None
         self._block_open = True
+        self._generation = _ids.fork_generation
         self._on_stream_end: Callable[[BaseException | None], None] | None = None
         # Popped by the first finish(); list.pop() is atomic, so a stream
         # ending on another thread and the scope's exit cannot both finish.
@@ -371,6 +402,9 @@ class LLMCall:
         self._stream_lock = threading.Lock()
         self._stream_state = _OPEN
         self._stream_end = end
+        if not _exit_hook_registered:
+            _register_exit_hook()
+        _streamed_calls.add(self)
         return wrapper
 
     def mark_first_token(self) -> None:
@@ -495,6 +529,8 @@ class LLMCall:
             return
         if reason:
             attributes["reason"] = reason
+        for key, value in attributes.items():
+            attributes[key] = attribute_text(value)
         self.span.add_event(name, attributes or None)
 
     def attach_stream_end(
@@ -506,7 +542,35 @@ class LLMCall:
         """
         self._on_stream_end = callback
 
+    def end_at_exit(self) -> None:
+        """End the call as cancelled, whatever its stream and block are doing.
+
+        For the interpreter's exit: a stream still open in a suspended
+        generator or a daemon thread would never end the call otherwise.
+        """
+        if self._generation != _ids.fork_generation:
+            return
+        lock = self._stream_lock
+        assert lock is not None  # set by wrap_stream
+        with lock:
+            self._stream_state = _ENDING
+        if self._status is None:
+            self._status = CallStatus.CANCELLED
+        callback = self._on_stream_end
+        try:
+            if callback is not None:
+                callback(None)
+            else:
+                self.finish(None)
+        except Exception:  # noqa: BLE001 - the other calls must still end
+            _warning.warn(
+                "exit", "ending a streamed call at exit failed", exc_info=True
+            )
+
     def _end_stream(self, error: BaseException | None, cancelled: bool) -> None:
+        if self._generation != _ids.fork_generation:
+            # A forked child's copy of a call its parent ends.
+            return
         lock = self._stream_lock
         assert lock is not None  # set by wrap_stream
         with lock:
@@ -540,12 +604,17 @@ class LLMCall:
                 call event is.
         """
         fanout = self._config.fanout
+        if self._generation != _ids.fork_generation:
+            # A forked child's copy of a call its parent ends.
+            return None
         try:
             self._unfinished.pop()
         except IndexError:
             if stage is not None:
                 fanout.emit_stage(stage)
             return None
+        if self._stream_end is not None:
+            _streamed_calls.discard(self)
         try:
             event = self._build_event(error)
         except Exception:  # noqa: BLE001 - must not break the user's request

@@ -48,6 +48,19 @@ _REQUEST_ID_BATCH = 256
 _request_ids: list[str] = []
 os.register_at_fork(after_in_child=_request_ids.clear)
 
+fork_generation = 0
+"""How many forks led to this process. Calls, stages and requests keep the
+value they started with: a forked child's copies of its parent's unfinished
+ones must end nothing and write nothing, since the parent ends them."""
+
+
+def _count_fork() -> None:
+    global fork_generation
+    fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
 
 def new_trace_id() -> int:
     """Return a random, valid (non-zero) 128-bit W3C trace id."""

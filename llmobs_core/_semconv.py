@@ -8,6 +8,7 @@ they are spelled out here because ``opentelemetry-semantic-conventions``
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
@@ -58,3 +59,23 @@ LLMOBS_REQUEST_ID: Final = "llmobs.request_id"
 LLMOBS_TENANT_ID: Final = "llmobs.tenant_id"
 LLMOBS_TENANT_TIER: Final = "llmobs.tenant_tier"
 LLMOBS_CLIENT_CLOSED: Final = "llmobs.client_closed"
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def attribute_text(value: str) -> str:
+    r"""Return ``value`` with each lone surrogate replaced by U+FFFD.
+
+    OTLP exporters encode string attributes as UTF-8, and drop one that
+    holds a lone surrogate (which JSON's ``\ud800`` escapes produce) with an
+    ERROR log on every export. Most values are ASCII, which is checked first.
+    """
+    if value.isascii():
+        return value
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
+def optional_text(value: str | None) -> str | None:
+    """Return ``attribute_text(value)``, or None for None."""
+    return None if value is None else attribute_text(value)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
+import functools
 import logging
-import os
 import threading
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from llmobs_core._ratelimit import RateLimitedWarning
@@ -23,48 +21,6 @@ OnEnd = Callable[[BaseException | None, bool], None]
 the stream stopped before its end."""
 
 
-# The ends of wrapped streams not ended yet. At interpreter exit they are
-# ended as cancelled, while events can still be built and written: a stream
-# collected later, during the interpreter's teardown, could not write one.
-_unended: weakref.WeakSet[StreamEnd] = weakref.WeakSet()
-_exit_hook_registered = False
-_exit_hook_lock = threading.Lock()
-
-
-def end_unended_streams() -> None:
-    """End every wrapped stream that has not ended, as cancelled."""
-    for end in list(_unended):
-        end.end(None, True)
-
-
-def _register_exit_hook() -> None:
-    # Registered at the first wrapped stream, after the event writers have
-    # registered theirs. Exit hooks run last-registered first, so the
-    # streams' events are queued before the writers flush.
-    global _exit_hook_registered
-    with _exit_hook_lock:
-        if not _exit_hook_registered:
-            atexit.register(end_unended_streams)
-            _exit_hook_registered = True
-
-
-def _forget_unended_streams() -> None:
-    """In a forked child, mark the copies of the parent's streams as ended.
-
-    The parent ends those calls, so the child's copies must write nothing,
-    whether consumed, collected or still open at exit. The locks are not
-    taken: the child has one thread, and a lock copied while another thread
-    of the parent held it would never be released.
-    """
-    for end in list(_unended):
-        end._on_end = None
-        end.ended = True
-    _unended.clear()
-
-
-os.register_at_fork(after_in_child=_forget_unended_streams)
-
-
 class StreamEnd:
     """The once-only end of a wrapped stream.
 
@@ -72,23 +28,17 @@ class StreamEnd:
     its consumer is collected at once and its ``__del__`` ends the call.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_on_end", "ended")
+    __slots__ = ("_lock", "_on_end", "ended")
 
     def __init__(self, on_end: OnEnd) -> None:
         self._on_end: OnEnd | None = on_end
         self._lock = threading.Lock()
         self.ended = False
-        if not _exit_hook_registered:
-            _register_exit_hook()
-        _unended.add(self)
 
     def end(self, error: BaseException | None, cancelled: bool) -> None:
         """Run the end callback, the first time only.
 
-        ``ended`` turns True only once the callback has returned. For a
-        ``call_llm`` block that exits meanwhile on another thread, the stream
-        is then still pending, so the block leaves the call to this end and
-        its error instead of ending it as a success.
+        ``ended`` turns True once the callback has returned.
         """
         with self._lock:
             # The callback is a method of the call that keeps this object:
@@ -97,13 +47,17 @@ class StreamEnd:
             on_end, self._on_end = self._on_end, None
         if on_end is None:
             return
-        _unended.discard(self)
         try:
             on_end(error, cancelled)
         except Exception:
             logger.warning("ending an LLM call stream failed", exc_info=True)
         finally:
             self.ended = True
+
+
+# Generator methods that advance the stream, besides next() and anext().
+_SYNC_STEPS = frozenset({"send", "throw"})
+_ASYNC_STEPS = frozenset({"asend", "athrow"})
 
 
 class SyncStreamWrapper(Generic[T]):
@@ -129,8 +83,12 @@ class SyncStreamWrapper(Generic[T]):
     def __next__(self) -> T:
         if self._iterator is None:
             self._iterator = iter(self._stream)
+        return self._advance(next, self._iterator)
+
+    def _advance(self, step: Callable[..., T], *args: Any) -> T:
+        """Take the next chunk with ``step(*args)``, recording it or the end."""
         try:
-            chunk = next(self._iterator)
+            chunk = step(*args)
         except StopIteration:
             self._end.end(None, False)
             raise
@@ -158,7 +116,11 @@ class SyncStreamWrapper(Generic[T]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self._stream, name)
+        value = getattr(self._stream, name)
+        if name in _SYNC_STEPS:
+            # A generator's send() and throw() advance it as next() does.
+            return functools.partial(self._advance, value)
+        return value
 
     def __del__(self) -> None:
         # A stream dropped unfinished (garbage collected) still ends its call.
@@ -190,8 +152,12 @@ class AsyncStreamWrapper(Generic[T]):
     async def __anext__(self) -> T:
         if self._iterator is None:
             self._iterator = aiter(self._stream)
+        return await self._advance(anext, self._iterator)
+
+    async def _advance(self, step: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Await the next chunk from ``step(*args)``, recording it or the end."""
         try:
-            chunk = await anext(self._iterator)
+            chunk = await step(*args)
         except StopAsyncIteration:
             self._end.end(None, False)
             raise
@@ -221,7 +187,12 @@ class AsyncStreamWrapper(Generic[T]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self._stream, name)
+        value = getattr(self._stream, name)
+        if name in _ASYNC_STEPS:
+            # An async generator's asend() and athrow() advance it as
+            # anext() does.
+            return functools.partial(self._advance, value)
+        return value
 
     def __del__(self) -> None:
         end = self.__dict__.get("_end")

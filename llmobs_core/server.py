@@ -23,6 +23,7 @@ from opentelemetry.semconv.attributes.http_attributes import (
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from llmobs_core import _ids
 from llmobs_core import _semconv as semconv
 from llmobs_core._headers import invalid_trace_headers
 from llmobs_core._ids import format_trace_id, is_valid_request_id, new_request_id
@@ -170,6 +171,7 @@ class ServerRequest:
 
     __slots__ = (
         "_finished",
+        "_generation",
         "_otel_token",
         "_started_with",
         "_tokens",
@@ -191,6 +193,7 @@ class ServerRequest:
         self.outer_span = outer_span
         self.method = method
         self._finished = False
+        self._generation = _ids.fork_generation
         self._started_with = (state.feature_name, state.tenant_id, state.tenant_tier)
         self._tokens = enter_request(state)
         self._otel_token = otel_context.attach(trace.set_span_in_context(span))
@@ -281,6 +284,9 @@ class ServerRequest:
         if self._finished:
             return
         self._finished = True
+        if self._generation != _ids.fork_generation:
+            # A forked child's copy of a request its parent ends.
+            return
         span = self.span
         try:
             if span.is_recording():
@@ -326,12 +332,15 @@ class ServerRequest:
         # them since, through bind_context or a feature scope.
         state = self.state
         started = self._started_with
+        # Values changed by the application (bind_context, feature()) may
+        # come from its own JSON input.
+        text = semconv.attribute_text
         if state.feature_name != started[0] and state.feature_name is not None:
-            attributes[semconv.LLM_FEATURE_NAME] = state.feature_name
+            attributes[semconv.LLM_FEATURE_NAME] = text(state.feature_name)
         if state.tenant_id != started[1] and state.tenant_id is not None:
-            attributes[semconv.LLMOBS_TENANT_ID] = state.tenant_id
+            attributes[semconv.LLMOBS_TENANT_ID] = text(state.tenant_id)
         if state.tenant_tier != started[2] and state.tenant_tier is not None:
-            attributes[semconv.LLMOBS_TENANT_TIER] = state.tenant_tier
+            attributes[semconv.LLMOBS_TENANT_TIER] = text(state.tenant_tier)
         if client_closed:
             # Also when the disconnect surfaced as an exception (an OSError
             # from send, say): the client left, the server did not fail.
@@ -357,7 +366,11 @@ class ServerRequest:
             semconv.LLMOBS_TENANT_ID: state.tenant_id,
             semconv.LLMOBS_TENANT_TIER: state.tenant_tier,
         }
-        return {name: value for name, value in values.items() if value is not None}
+        return {
+            name: semconv.attribute_text(value)
+            for name, value in values.items()
+            if value is not None
+        }
 
 
 def carrier_from_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from llmobs_core import _ids
 from llmobs_core import _semconv as semconv
 from llmobs_core._call import LLMCall
 from llmobs_core._ids import format_trace_id
@@ -69,6 +70,7 @@ class StageScope:
         self._token: Token[Any] | None = None
         self._state: RequestState | None = None
         self._fanout: EmitterFanout | None = None
+        self._generation = 0
         # Popped by the first completion; list.pop() is atomic, so two
         # threads ending the stage at once cannot both complete it.
         self._incomplete = [True]
@@ -88,11 +90,16 @@ class StageScope:
             )
         config = get_config()
         self._fanout = config.fanout
+        self._generation = _ids.fork_generation
         self._state = llmobs_request.get()
         self._feature = feature_name
-        attributes: dict[str, Any] = {semconv.LLM_STAGE: self.stage, **self.attributes}
+        attributes: dict[str, Any] = {semconv.LLM_STAGE: self.stage}
+        for name, value in self.attributes.items():
+            attributes[name] = (
+                semconv.attribute_text(value) if isinstance(value, str) else value
+            )
         if self._feature is not None:
-            attributes[semconv.LLM_FEATURE_NAME] = self._feature
+            attributes[semconv.LLM_FEATURE_NAME] = semconv.attribute_text(self._feature)
         self.span = start_span(
             config.tracer, self.stage, kind=self.kind, attributes=attributes
         )
@@ -116,6 +123,9 @@ class StageScope:
         try:
             self._incomplete.pop()
         except IndexError:
+            return
+        if self._generation != _ids.fork_generation:
+            # A forked child's copy of a stage its parent ends.
             return
         span = self.span
         assert span is not None  # _start() ran

@@ -133,7 +133,11 @@ def _escaped_json(event: LLMCallLog) -> str:
     JSON with the same fields in the same order, and parsers read the same
     strings back.
     """
-    return json.dumps(event.model_dump(mode="json"), separators=(",", ":"))
+    fields = event.model_dump(mode="json")
+    # The JSON mode replaces lone surrogates in dict keys; extra's keys are
+    # strings already, so they are taken as they are.
+    fields["extra"] = event.extra
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def install_json_handler(

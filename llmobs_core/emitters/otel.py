@@ -46,13 +46,16 @@ class OTelSpanEmitter:
 def call_attributes(event: LLMCallLog) -> dict[str, AttributeValue]:
     """Return the span attributes for a call event, without null values."""
     # Written out instead of filtering a dict of all 24: this runs once per
-    # call, and the order of the attributes stays the same.
+    # call, and the order of the attributes stays the same. Strings that can
+    # come from outside the code pass through attribute_text().
     attributes: dict[str, AttributeValue] = {}
+    text = semconv.attribute_text
     feature_name = event.feature_name
     if feature_name is not None:
-        attributes[semconv.LLM_FEATURE_NAME] = feature_name
-    attributes[semconv.LLM_MODEL] = event.model
-    provider = event.provider
+        attributes[semconv.LLM_FEATURE_NAME] = text(feature_name)
+    model = text(event.model)
+    attributes[semconv.LLM_MODEL] = model
+    provider = semconv.optional_text(event.provider)
     if provider is not None:
         attributes[semconv.LLM_PROVIDER] = provider
     input_tokens = event.input_tokens
@@ -71,7 +74,7 @@ def call_attributes(event: LLMCallLog) -> dict[str, AttributeValue]:
     attributes[semconv.LLM_STREAMING] = event.streaming
     attributes[semconv.LLM_RETRIES] = event.retries
     if event.prompt_template_id is not None:
-        attributes[semconv.LLM_PROMPT_TEMPLATE_ID] = event.prompt_template_id
+        attributes[semconv.LLM_PROMPT_TEMPLATE_ID] = text(event.prompt_template_id)
     if event.prompt_hash is not None:
         attributes[semconv.LLM_PROMPT_HASH] = event.prompt_hash
     if event.time_to_first_token_ms is not None:
@@ -79,15 +82,15 @@ def call_attributes(event: LLMCallLog) -> dict[str, AttributeValue]:
     if event.request_id is not None:
         attributes[semconv.LLMOBS_REQUEST_ID] = event.request_id
     if event.tenant_id is not None:
-        attributes[semconv.LLMOBS_TENANT_ID] = event.tenant_id
+        attributes[semconv.LLMOBS_TENANT_ID] = text(event.tenant_id)
     if event.tenant_tier is not None:
-        attributes[semconv.LLMOBS_TENANT_TIER] = event.tenant_tier
+        attributes[semconv.LLMOBS_TENANT_TIER] = text(event.tenant_tier)
     attributes[semconv.GEN_AI_OPERATION_NAME] = semconv.GEN_AI_OPERATION_CHAT
     if provider is not None:
         attributes[semconv.GEN_AI_PROVIDER_NAME] = provider
-    attributes[semconv.GEN_AI_REQUEST_MODEL] = event.model
+    attributes[semconv.GEN_AI_REQUEST_MODEL] = model
     if event.response_model is not None:
-        attributes[semconv.GEN_AI_RESPONSE_MODEL] = event.response_model
+        attributes[semconv.GEN_AI_RESPONSE_MODEL] = text(event.response_model)
     attributes[semconv.GEN_AI_REQUEST_STREAM] = event.streaming
     if cached_input_tokens is not None:
         attributes[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cached_input_tokens

@@ -102,9 +102,9 @@ class OTelMetricsEmitter:
 def _attributes(event: LLMCallLog) -> dict[str, AttributeValue]:
     values: dict[str, AttributeValue | None] = {
         semconv.GEN_AI_OPERATION_NAME: semconv.GEN_AI_OPERATION_CHAT,
-        semconv.GEN_AI_PROVIDER_NAME: event.provider,
-        semconv.GEN_AI_REQUEST_MODEL: event.model,
-        semconv.GEN_AI_RESPONSE_MODEL: event.response_model,
+        semconv.GEN_AI_PROVIDER_NAME: semconv.optional_text(event.provider),
+        semconv.GEN_AI_REQUEST_MODEL: semconv.attribute_text(event.model),
+        semconv.GEN_AI_RESPONSE_MODEL: semconv.optional_text(event.response_model),
         semconv.ERROR_TYPE: event.error_type,
     }
     return {name: value for name, value in values.items() if value is not None}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -118,3 +119,20 @@ def test_error_type_attribute() -> None:
     (point,) = collect(reader)["gen_ai.client.operation.duration"].data.data_points
     assert dict(point.attributes)["error.type"] == "TimeoutError"
     meter_provider.shutdown()
+
+
+def test_lone_surrogate_replaced_in_attributes() -> None:
+    reader = InMemoryMetricReader()
+    llmobs_core.configure(
+        tracer_provider=TracerProvider(),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        registry=CollectorRegistry(),
+        hash_key=TEST_HASH_KEY,
+    )
+    lone = json.loads('"gpt-4o-mini \\ud800"')
+    with call_llm(model=lone, provider="openai") as call:
+        call.record({**RESPONSE, "model": lone})
+
+    (point,) = collect(reader)["gen_ai.client.operation.duration"].data.data_points
+    assert point.attributes["gen_ai.request.model"] == "gpt-4o-mini \ufffd"
+    assert point.attributes["gen_ai.response.model"] == "gpt-4o-mini \ufffd"

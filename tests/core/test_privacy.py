@@ -317,6 +317,7 @@ def test_lone_surrogates_keep_event_line(observed: Observed) -> None:
             model="gpt-4o-mini",
             prompt=LONE_SURROGATE,
             prompt_template=LONE_SURROGATE,
+            **{LONE_SURROGATE: LONE_SURROGATE},
         ) as call,
     ):
         call.record({**ANSWER, "model": LONE_SURROGATE})
@@ -326,6 +327,7 @@ def test_lone_surrogates_keep_event_line(observed: Observed) -> None:
     assert line.isascii()
     assert event["input_snippet"] == LONE_SURROGATE
     assert event["response_model"] == LONE_SURROGATE
+    assert event["extra"] == {LONE_SURROGATE: LONE_SURROGATE}
     assert event["prompt_hash"] is not None
     assert event["prompt_template_hash"] is not None
     exposition = generate_latest(observed.registry).decode()

@@ -549,3 +549,29 @@ def test_failed_call_start_ends_span_and_context(
     span = observed.span("call_llm")
     assert span.status.status_code is StatusCode.ERROR
     assert [e.attributes["exception.type"] for e in span.events] == ["RuntimeError"]
+
+
+def test_span_text_without_lone_surrogates(observed: Observed) -> None:
+    # OTLP exporters drop strings that UTF-8 cannot encode, so llmobs puts
+    # U+FFFD where JSON's \ud800 escapes gave a lone surrogate.
+    lone = json.loads('"acme \\ud800"')
+    with (
+        bind_context(tenant_id=lone),
+        feature(lone),
+        build_prompt(template=lone),
+        call_llm(model=lone, provider="openai") as call,
+    ):
+        call.record({**CHAT_COMPLETION, "model": lone})
+        call.add_retry(lone)
+
+    cleaned = "acme \ufffd"
+    stage = observed.span("build_prompt")
+    span = observed.span("call_llm")
+    assert stage.attributes["template"] == cleaned
+    assert stage.attributes["llm.feature_name"] == cleaned
+    assert span.attributes["llm.model"] == cleaned
+    assert span.attributes["gen_ai.response.model"] == cleaned
+    assert span.attributes["llmobs.tenant_id"] == cleaned
+    assert span.events[0].attributes["reason"] == cleaned
+    [event] = observed.events
+    assert event["tenant_id"] == lone

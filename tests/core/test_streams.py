@@ -367,11 +367,24 @@ def test_decorated_function_returning_stream_records_chunks(
 EXIT_SCRIPT = """
 import os
 import sys
+import threading
+import time
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 import llmobs_core
 from llmobs_core import call_llm
 
-llmobs_core.configure(hash_key="k" * 32)
+provider = TracerProvider()
+provider.add_span_processor(
+    SimpleSpanProcessor(
+        ConsoleSpanExporter(
+            out=sys.stdout, formatter=lambda span: f"SPAN {span.name}\\n"
+        )
+    )
+)
+llmobs_core.configure(tracer_provider=provider, hash_key="k" * 32)
 llmobs_core.install_json_handler(sys.stdout)
 CHUNK = {
     "object": "chat.completion.chunk",
@@ -381,23 +394,62 @@ CHUNK = {
 
 
 def chunks():
-    yield from [CHUNK] * 3
+    for _ in range(1000):
+        time.sleep(0.001)
+        yield CHUNK
 
 
-with call_llm(model="gpt-4o-mini") as call:
-    stream = call.wrap_stream(chunks())
-next(stream)
-if sys.argv[1] == "fork":
+mode = sys.argv[1]
+if mode in ("after_block", "fork"):
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(chunks())
+    next(stream)
+if mode == "fork":
     pid = os.fork()
     if pid == 0:
         sys.exit(0)  # the child's exit hooks run; its copy must stay silent
     os.waitpid(pid, 0)
-    print("parent", flush=True)
+if mode == "in_block":
+    # A suspended generator and a daemon thread never leave their blocks.
+    def body():
+        with call_llm(model="gpt-4o-mini") as call:
+            for chunk in call.wrap_stream(chunks()):
+                yield chunk
+
+    def read():
+        with call_llm(model="gpt-4o-mini") as call:
+            for _chunk in call.wrap_stream(chunks()):
+                pass
+
+    generator = body()
+    next(generator)
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(0.05)
+if mode == "fork_in_block":
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(chunks())
+        next(stream)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(3)  # leaves the block with SystemExit in the child only
+    os.waitpid(pid, 0)
+    for _chunk in stream:
+        pass
 """
 
 
-@pytest.mark.parametrize("mode", ["exit", "fork"])
-def test_unfinished_stream_ends_at_exit(tmp_path: Any, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "statuses"),
+    [
+        ("after_block", ["cancelled"]),
+        ("fork", ["cancelled"]),
+        ("in_block", ["cancelled", "cancelled"]),
+        ("fork_in_block", ["ok"]),
+    ],
+)
+def test_unfinished_stream_ends_at_exit(
+    tmp_path: Any, mode: str, statuses: list[str]
+) -> None:
     import json
     import subprocess
     import sys
@@ -414,10 +466,10 @@ def test_unfinished_stream_ends_at_exit(tmp_path: Any, mode: str) -> None:
 
     assert done.returncode == 0, done.stderr
     assert "failed" not in done.stderr
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1, done.stdout
-    event = json.loads(lines[0])
-    assert (event["status"], event["chunk_count"]) == ("cancelled", 1)
+    lines = done.stdout.splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    assert sorted(event["status"] for event in events) == statuses, done.stdout
+    assert lines.count("SPAN call_llm") == len(statuses)
 
 
 def fail_in_stream_loop() -> None:
@@ -472,3 +524,53 @@ def test_break_in_block_then_exit_is_cancelled(observed: Observed) -> None:
 
     [event] = observed.events
     assert (event["status"], event["chunk_count"]) == ("cancelled", 1)
+
+
+def test_generator_send_records_chunks(observed: Observed) -> None:
+    def generator() -> Iterator[dict[str, Any]]:
+        yield from chat_chunks(4)
+
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(generator())
+        received = [next(stream)]
+        for _ in range(4):
+            received.append(stream.send(None))
+        with pytest.raises(StopIteration):
+            stream.send(None)
+
+    assert len(received) == 5
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 5)
+    assert (event["input_tokens"], event["output_tokens"]) == (20, 4)
+
+
+def test_generator_throw_ends_with_its_error(observed: Observed) -> None:
+    def generator() -> Iterator[dict[str, Any]]:
+        yield from chat_chunks(4)
+
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(generator())
+        next(stream)
+        with pytest.raises(TimeoutError):
+            stream.throw(TimeoutError("provider timed out"))
+        [event] = observed.events
+
+    assert (event["status"], event["error_type"]) == ("timeout", "TimeoutError")
+
+
+def test_async_generator_asend_records_chunks(observed: Observed) -> None:
+    async def generator() -> AsyncIterator[dict[str, Any]]:
+        for chunk in chat_chunks(2):
+            yield chunk
+
+    async def run() -> int:
+        async with call_llm(model="gpt-4o-mini") as call:
+            stream = call.wrap_stream(generator())
+            received = [await stream.asend(None) for _ in range(3)]
+            with pytest.raises(StopAsyncIteration):
+                await stream.asend(None)
+        return len(received)
+
+    assert asyncio.run(run()) == 3
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 3)
