@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmobs_asgi._interop import HANDOFF_KEY, AppChain, scan_app
 from llmobs_asgi._routes import RouteResolver
-from llmobs_core.emitters import flush_all
+from llmobs_core import shutdown
 from llmobs_core.server import (
     HeaderNames,
     ServerRequest,
@@ -282,15 +282,16 @@ def _carrier(
 
 
 def _flush_before_shutdown_complete(send: Send) -> Send:
-    """Wrap a lifespan ``send`` to write queued events before shutdown ends.
+    """Wrap a lifespan ``send`` to end open calls and write queued events first.
 
     Servers may exit right after ``lifespan.shutdown.complete``: uvicorn 0.55
-    re-raises the signal that stopped it, which skips ``atexit``.
+    re-raises the signal that stopped it, which skips ``atexit``. Calls whose
+    streams are still open (in a background thread, say) end as cancelled.
     """
 
     async def send_after_flush(message: Message) -> None:
         if message["type"] == "lifespan.shutdown.complete":
-            await asyncio.to_thread(flush_all)
+            await asyncio.to_thread(shutdown)
         await send(message)
 
     return send_after_flush

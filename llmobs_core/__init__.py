@@ -1,6 +1,6 @@
 """llmobs core: one observable event per LLM call, in logs, metrics and traces."""
 
-from llmobs_core._call import LLMCall
+from llmobs_core._call import LLMCall, shutdown
 from llmobs_core.budgets import (
     Budget,
     BudgetBook,
@@ -90,4 +90,5 @@ __all__ = [
     "postprocess",
     "record_feedback",
     "retrieve_context",
+    "shutdown",
 ]

@@ -29,7 +29,7 @@ from llmobs_core.context import (
     llmobs_bound,
     llmobs_request,
 )
-from llmobs_core.emitters import CallStart, StageEvent
+from llmobs_core.emitters import CallStart, StageEvent, flush_all
 from llmobs_core.pricing import CACHE_HIT_SOURCE
 from llmobs_core.privacy import CaptureMode, Hasher
 from llmobs_core.providers import (
@@ -100,13 +100,42 @@ def end_streamed_calls() -> None:
 
 def _register_exit_hook() -> None:
     # Registered at the first wrapped stream, after the event writers and
-    # tracer providers registered theirs. Exit hooks run last-registered
-    # first, so these events are queued before the writers flush.
+    # the tracer provider registered theirs. Exit hooks run last-registered
+    # first, so these events and spans go out before those shut down.
     global _exit_hook_registered
     with _exit_hook:
         if not _exit_hook_registered:
             atexit.register(end_streamed_calls)
             _exit_hook_registered = True
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """End the calls whose streams are still open, then write queued events.
+
+    The ``atexit`` hooks do the same. Call it where a process stops without
+    running them, for example a signal handler or a server's shutdown hook
+    (uvicorn re-raises SIGTERM after its shutdown). The open calls end as
+    ``cancelled``; calls made afterwards work as before.
+
+    Returns:
+        True if every event writer emptied its queue within ``timeout``
+        seconds.
+    """
+    end_streamed_calls()
+    return flush_all(timeout)
+
+
+def move_exit_hook_last() -> None:
+    """Register the exit hook again, to run before hooks registered so far.
+
+    ``configure()`` calls this: a tracer provider made after the first
+    wrapped stream registered its shutdown after the hook, and would shut
+    down before the hook ends the open calls, losing their spans.
+    """
+    with _exit_hook:
+        if _exit_hook_registered:
+            atexit.unregister(end_streamed_calls)
+            atexit.register(end_streamed_calls)
 
 
 class LLMCall:

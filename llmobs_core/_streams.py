@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -86,14 +87,21 @@ class SyncStreamWrapper(Generic[T]):
         return self._advance(next, self._iterator)
 
     def _advance(self, step: Callable[..., T], *args: Any) -> T:
-        """Take the next chunk with ``step(*args)``, recording it or the end."""
+        """Take the next chunk with ``step(*args)``, recording it or the end.
+
+        An error that leaves a generator open was raised before it ran (a
+        value sent to a generator that has not started), so it does not end
+        the call.
+        """
         try:
             chunk = step(*args)
         except StopIteration:
             self._end.end(None, False)
             raise
         except BaseException as error:
-            self._end.end(error, False)
+            stream = self._stream
+            if not (inspect.isgenerator(stream) and stream.gi_frame is not None):
+                self._end.end(error, False)
             raise
         self._on_chunk(chunk)
         return chunk
@@ -117,8 +125,9 @@ class SyncStreamWrapper(Generic[T]):
         if name.startswith("_"):
             raise AttributeError(name)
         value = getattr(self._stream, name)
-        if name in _SYNC_STEPS:
-            # A generator's send() and throw() advance it as next() does.
+        if name in _SYNC_STEPS and inspect.isgenerator(self._stream):
+            # A generator's send() and throw() advance it as next() does;
+            # other objects' send() (a websocket's, say) do not.
             return functools.partial(self._advance, value)
         return value
 
@@ -155,14 +164,20 @@ class AsyncStreamWrapper(Generic[T]):
         return await self._advance(anext, self._iterator)
 
     async def _advance(self, step: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Await the next chunk from ``step(*args)``, recording it or the end."""
+        """Await the next chunk from ``step(*args)``, recording it or the end.
+
+        An error that leaves an async generator open was raised before it
+        ran, so it does not end the call.
+        """
         try:
             chunk = await step(*args)
         except StopAsyncIteration:
             self._end.end(None, False)
             raise
         except BaseException as error:
-            self._end.end(error, False)
+            stream = self._stream
+            if not (inspect.isasyncgen(stream) and stream.ag_frame is not None):
+                self._end.end(error, False)
             raise
         self._on_chunk(chunk)
         return chunk
@@ -188,7 +203,7 @@ class AsyncStreamWrapper(Generic[T]):
         if name.startswith("_"):
             raise AttributeError(name)
         value = getattr(self._stream, name)
-        if name in _ASYNC_STEPS:
+        if name in _ASYNC_STEPS and inspect.isasyncgen(self._stream):
             # An async generator's asend() and athrow() advance it as
             # anext() does.
             return functools.partial(self._advance, value)

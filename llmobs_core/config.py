@@ -153,7 +153,9 @@ def configure(
     load_prices()
     with _lock:
         _config = config
+    from llmobs_core._call import move_exit_hook_last  # imports this module
 
+    move_exit_hook_last()
     return config
 
 

@@ -9,6 +9,7 @@ current, the feedback is also added to it as an OpenTelemetry
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Literal
@@ -16,6 +17,7 @@ from typing import Literal
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmobs_core._semconv import attribute_text
 from llmobs_core.emitters.jsonlog import EVENTS_LOGGER
 
 __all__ = ["FeedbackLog", "record_feedback"]
@@ -80,13 +82,18 @@ def record_feedback(
     )
     logger = logging.getLogger(EVENTS_LOGGER)
     if logger.isEnabledFor(logging.INFO):
-        logger.info("%s", feedback.model_dump_json())
+        try:
+            line = feedback.model_dump_json()
+        except ValueError:  # pydantic's serialization error, for a lone surrogate
+            # Escaped, as the call events are: valid JSON, the same strings.
+            line = json.dumps(feedback.model_dump(mode="json"), separators=(",", ":"))
+        logger.info("%s", line)
     if span.is_recording():
         attributes: dict[str, str | float] = {
-            "gen_ai.evaluation.name": name,
+            "gen_ai.evaluation.name": attribute_text(name),
             "gen_ai.evaluation.score.value": value,
         }
         if label is not None:
-            attributes["gen_ai.evaluation.score.label"] = label
+            attributes["gen_ai.evaluation.score.label"] = attribute_text(label)
         span.add_event(EVALUATION_EVENT, attributes)
     return feedback

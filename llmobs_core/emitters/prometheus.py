@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from llmobs_core._semconv import attribute_text
 from llmobs_core.emitters._base import CallStart, StageEvent
 from llmobs_core.schema import LLMCallLog
 
@@ -50,9 +51,8 @@ DEFAULT_LABEL_LIMITS: Mapping[str, int] = {
 }
 """Distinct values kept per label and process; later ones become ``other``."""
 MAX_LABEL_VALUE_LENGTH = 64
-# C0 controls, DEL, the C1 controls (U+0080 to U+009F) and lone surrogates,
-# which would make the UTF-8 exposition of every metric fail.
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls, DEL and the C1 controls (U+0080 to U+009F).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class LLMMetrics:
@@ -214,6 +214,9 @@ class LabelGuard:
         """
         if not value:
             return UNKNOWN, False
+        # A lone surrogate would make the UTF-8 exposition of every metric
+        # fail; U+FFFD takes its place, as in span attributes.
+        value = attribute_text(value)
         if len(value) > MAX_LABEL_VALUE_LENGTH or _UNPRINTABLE.search(value):
             value = _UNPRINTABLE.sub("", value)[:MAX_LABEL_VALUE_LENGTH] or UNKNOWN
         seen = self._seen.get(label)

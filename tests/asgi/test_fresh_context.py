@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -168,3 +169,35 @@ def test_lifespan_shutdown_flushes_events(observed: Observed) -> None:
 
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert flushed_before_complete == [True]
+
+
+def test_lifespan_shutdown_ends_open_streams(observed: Observed) -> None:
+    # A server that re-raises its stop signal skips atexit: the streamed
+    # call still open in a background job is ended before shutdown completes.
+    app = build_app()
+    stream = None
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        while True:
+            yield {"object": "chat.completion.chunk", "choices": []}
+
+    async def main() -> None:
+        nonlocal stream
+        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+        async def receive() -> dict[str, Any]:
+            return next(messages)
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        with llmobs.call_llm(model="background") as call:
+            stream = call.wrap_stream(chunks())
+        next(stream)
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+
+    asyncio.run(main())
+
+    [event] = observed.events
+    assert (event["model"], event["status"]) == ("background", "cancelled")
+    assert observed.names() == ["call_llm"]

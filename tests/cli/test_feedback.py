@@ -56,3 +56,18 @@ def test_feedback_label_on_span(observed: Observed) -> None:
 def test_feedback_rejects_empty_name(observed: Observed) -> None:
     with pytest.raises(ValidationError, match="name"):
         llmobs_core.record_feedback(request_id="req-4", name="", value=1)
+
+
+def test_feedback_label_with_lone_surrogate(observed: Observed) -> None:
+    label = json.loads('"good \\ud83d"')
+    tracer = observed.provider.get_tracer("test")
+    with tracer.start_as_current_span("request"):
+        llmobs_core.record_feedback(
+            request_id="req-3", name="rating", value=1.0, label=label
+        )
+
+    [line] = observed.capture.lines
+    assert line.isascii()
+    assert json.loads(line)["label"] == label
+    attributes = dict(observed.span("request").events[0].attributes or {})
+    assert attributes["gen_ai.evaluation.score.label"] == "good \ufffd"

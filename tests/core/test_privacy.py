@@ -331,7 +331,7 @@ def test_lone_surrogates_keep_event_line(observed: Observed) -> None:
     assert event["prompt_hash"] is not None
     assert event["prompt_template_hash"] is not None
     exposition = generate_latest(observed.registry).decode()
-    assert 'tenant_tier="private text "' in exposition
+    assert 'tenant_tier="private text \ufffd"' in exposition
 
 
 def test_escaped_line_equals_usual_line(observed: Observed) -> None:

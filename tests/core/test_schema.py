@@ -141,6 +141,7 @@ def test_public_api_pinned() -> None:
         "postprocess",
         "record_feedback",
         "retrieve_context",
+        "shutdown",
     ]
     assert llmobs_asgi.__all__ == ["LLMObsMiddleware", "metrics_endpoint"]
     assert llmobs_flask.__all__ == ["LLMObs", "LLMObsWSGIMiddleware", "metrics_view"]

@@ -400,7 +400,24 @@ def chunks():
 
 
 mode = sys.argv[1]
-if mode in ("after_block", "fork"):
+if mode == "reconfigure":
+    # A provider made after the first wrapped stream shuts down at exit
+    # after the open calls have ended.
+    with call_llm(model="gpt-4o-mini") as call:
+        list(call.wrap_stream(iter([CHUNK])))
+    llmobs_core.flush()
+    provider.force_flush()
+    print("FIRST", flush=True)
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            ConsoleSpanExporter(
+                out=sys.stdout, formatter=lambda span: f"SPAN {span.name}\\n"
+            )
+        )
+    )
+    llmobs_core.configure(tracer_provider=provider, hash_key="k" * 32)
+if mode in ("after_block", "fork", "reconfigure"):
     with call_llm(model="gpt-4o-mini") as call:
         stream = call.wrap_stream(chunks())
     next(stream)
@@ -425,6 +442,15 @@ if mode == "in_block":
     next(generator)
     threading.Thread(target=read, daemon=True).start()
     time.sleep(0.05)
+if mode == "shutdown":
+    # The process stops without exit hooks, after calling shutdown().
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(chunks())
+    next(stream)
+    llmobs_core.shutdown()
+    provider.force_flush()
+    sys.stdout.flush()
+    os._exit(0)
 if mode == "fork_in_block":
     with call_llm(model="gpt-4o-mini") as call:
         stream = call.wrap_stream(chunks())
@@ -445,6 +471,8 @@ if mode == "fork_in_block":
         ("fork", ["cancelled"]),
         ("in_block", ["cancelled", "cancelled"]),
         ("fork_in_block", ["ok"]),
+        ("shutdown", ["cancelled"]),
+        ("reconfigure", ["cancelled"]),
     ],
 )
 def test_unfinished_stream_ends_at_exit(
@@ -467,6 +495,8 @@ def test_unfinished_stream_ends_at_exit(
     assert done.returncode == 0, done.stderr
     assert "failed" not in done.stderr
     lines = done.stdout.splitlines()
+    if mode == "reconfigure":
+        lines = lines[lines.index("FIRST") + 1 :]
     events = [json.loads(line) for line in lines if line.startswith("{")]
     assert sorted(event["status"] for event in events) == statuses, done.stdout
     assert lines.count("SPAN call_llm") == len(statuses)
@@ -572,5 +602,44 @@ def test_async_generator_asend_records_chunks(observed: Observed) -> None:
         return len(received)
 
     assert asyncio.run(run()) == 3
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 3)
+
+
+class SendingStream(ClosableStream):
+    """A stream whose own send() writes to the provider, as a websocket's does."""
+
+    def __init__(self, chunks: list[dict[str, Any]]) -> None:
+        super().__init__(chunks)
+        self.sent: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message)
+
+
+def test_stream_send_method_not_a_chunk(observed: Observed) -> None:
+    raw = SendingStream(chat_chunks(2))
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(raw)
+        stream.send({"type": "response.create"})
+        received = list(stream)
+
+    assert raw.sent == [{"type": "response.create"}]
+    assert len(received) == 3
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 3)
+
+
+def test_rejected_send_leaves_call_open(observed: Observed) -> None:
+    def generator() -> Iterator[dict[str, Any]]:
+        yield from chat_chunks(2)
+
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(generator())
+        with pytest.raises(TypeError):
+            stream.send("too early")  # a generator that has not started
+        received = list(stream)
+
+    assert len(received) == 3
     [event] = observed.events
     assert (event["status"], event["chunk_count"]) == ("ok", 3)
