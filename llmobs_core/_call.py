@@ -88,13 +88,17 @@ _STOPPED = 3  # stopped early inside the block: the block's exit ends the call
 # at interpreter exit are ended as cancelled while events can be built and
 # written. During the interpreter's teardown, pydantic can serialize none.
 _streamed_calls: weakref.WeakSet[LLMCall] = weakref.WeakSet()
+# A WeakSet cannot be copied while another thread adds to it.
+_streamed_calls_lock = threading.Lock()
 _exit_hook = threading.Lock()
 _exit_hook_registered = False
 
 
 def end_streamed_calls() -> None:
     """End every call whose wrapped stream has not ended it, as cancelled."""
-    for call in list(_streamed_calls):
+    with _streamed_calls_lock:
+        calls = list(_streamed_calls)
+    for call in calls:
         call.end_at_exit()
 
 
@@ -113,9 +117,11 @@ def shutdown(timeout: float = 5.0) -> bool:
     """End the calls whose streams are still open, then write queued events.
 
     The ``atexit`` hooks do the same. Call it where a process stops without
-    running them, for example a signal handler or a server's shutdown hook
-    (uvicorn re-raises SIGTERM after its shutdown). The open calls end as
-    ``cancelled``; calls made afterwards work as before.
+    running them: a server's shutdown hook (uvicorn re-raises SIGTERM after
+    its shutdown), the end of a ``multiprocessing`` child's work. Not from a
+    signal handler: the handler can interrupt code that holds the locks this
+    takes. The open calls end as ``cancelled``; calls made afterwards work
+    as before.
 
     Returns:
         True if every event writer emptied its queue within ``timeout``
@@ -433,7 +439,8 @@ class LLMCall:
         self._stream_end = end
         if not _exit_hook_registered:
             _register_exit_hook()
-        _streamed_calls.add(self)
+        with _streamed_calls_lock:
+            _streamed_calls.add(self)
         return wrapper
 
     def mark_first_token(self) -> None:
@@ -643,7 +650,8 @@ class LLMCall:
                 fanout.emit_stage(stage)
             return None
         if self._stream_end is not None:
-            _streamed_calls.discard(self)
+            with _streamed_calls_lock:
+                _streamed_calls.discard(self)
         try:
             event = self._build_event(error)
         except Exception:  # noqa: BLE001 - must not break the user's request

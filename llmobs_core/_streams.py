@@ -99,8 +99,8 @@ class SyncStreamWrapper(Generic[T]):
             self._end.end(None, False)
             raise
         except BaseException as error:
-            stream = self._stream
-            if not (inspect.isgenerator(stream) and stream.gi_frame is not None):
+            source = self._stream if self._iterator is None else self._iterator
+            if not (inspect.isgenerator(source) and source.gi_frame is not None):
                 self._end.end(error, False)
             raise
         self._on_chunk(chunk)
@@ -175,8 +175,8 @@ class AsyncStreamWrapper(Generic[T]):
             self._end.end(None, False)
             raise
         except BaseException as error:
-            stream = self._stream
-            if not (inspect.isasyncgen(stream) and stream.ag_frame is not None):
+            source = self._stream if self._iterator is None else self._iterator
+            if not (inspect.isasyncgen(source) and source.ag_frame is not None):
                 self._end.end(error, False)
             raise
         self._on_chunk(chunk)

@@ -643,3 +643,33 @@ def test_rejected_send_leaves_call_open(observed: Observed) -> None:
     assert len(received) == 3
     [event] = observed.events
     assert (event["status"], event["chunk_count"]) == ("ok", 3)
+
+
+def test_concurrent_read_of_iter_generator_ends_nothing(observed: Observed) -> None:
+    # A stream whose __iter__ is a generator function (the openai SDK's
+    # Stream): a second reader's "generator already executing" leaves it open.
+    entered, release = threading.Event(), threading.Event()
+
+    class Stream:
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            chunks = chat_chunks(2)
+            yield chunks[0]
+            entered.set()
+            assert release.wait(10)
+            yield from chunks[1:]
+
+    with call_llm(model="gpt-4o-mini") as call:
+        stream = call.wrap_stream(Stream())
+    next(stream)
+    reader = threading.Thread(target=next, args=(stream,))
+    reader.start()
+    assert entered.wait(10)
+    with pytest.raises(ValueError, match="already executing"):
+        next(stream)
+    release.set()
+    reader.join(10)
+    rest = list(stream)
+
+    assert len(rest) == 1
+    [event] = observed.events
+    assert (event["status"], event["chunk_count"]) == ("ok", 3)
