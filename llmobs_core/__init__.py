@@ -1,6 +1,7 @@
 """llmobs core: one observable event per LLM call, in logs, metrics and traces."""
 
-from llmobs_core._call import LLMCall, shutdown
+from llmobs_core._call import LLMCall
+from llmobs_core._open_calls import shutdown
 from llmobs_core.budgets import (
     Budget,
     BudgetBook,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.trace import Span
 
-from llmobs_core import _ids
+from llmobs_core import _ids, _open_calls
 from llmobs_core._capture import NO_CAPTURE, ContentCapture, content_capture
 from llmobs_core._ids import format_span_id, format_trace_id
 from llmobs_core._ratelimit import RateLimitedWarning
@@ -29,7 +27,7 @@ from llmobs_core.context import (
     llmobs_bound,
     llmobs_request,
 )
-from llmobs_core.emitters import CallStart, StageEvent, flush_all
+from llmobs_core.emitters import CallStart, StageEvent
 from llmobs_core.pricing import CACHE_HIT_SOURCE
 from llmobs_core.privacy import CaptureMode, Hasher
 from llmobs_core.providers import (
@@ -83,65 +81,6 @@ _UNWRAPPED = 0  # no stream: the block's exit ends the call
 _OPEN = 1  # the stream's end will end the call
 _ENDING = 2  # the stream's end ends the call, or has ended it
 _STOPPED = 3  # stopped early inside the block: the block's exit ends the call
-
-# Calls with a wrapped stream, until their event is sent. Those still there
-# at interpreter exit are ended as cancelled while events can be built and
-# written. During the interpreter's teardown, pydantic can serialize none.
-_streamed_calls: weakref.WeakSet[LLMCall] = weakref.WeakSet()
-# A WeakSet cannot be copied while another thread adds to it.
-_streamed_calls_lock = threading.Lock()
-_exit_hook = threading.Lock()
-_exit_hook_registered = False
-
-
-def end_streamed_calls() -> None:
-    """End every call whose wrapped stream has not ended it, as cancelled."""
-    with _streamed_calls_lock:
-        calls = list(_streamed_calls)
-    for call in calls:
-        call.end_at_exit()
-
-
-def _register_exit_hook() -> None:
-    # Registered at the first wrapped stream, after the event writers and
-    # the tracer provider registered theirs. Exit hooks run last-registered
-    # first, so these events and spans go out before those shut down.
-    global _exit_hook_registered
-    with _exit_hook:
-        if not _exit_hook_registered:
-            atexit.register(end_streamed_calls)
-            _exit_hook_registered = True
-
-
-def shutdown(timeout: float = 5.0) -> bool:
-    """End the calls whose streams are still open, then write queued events.
-
-    The ``atexit`` hooks do the same. Call it where a process stops without
-    running them: a server's shutdown hook (uvicorn re-raises SIGTERM after
-    its shutdown), the end of a ``multiprocessing`` child's work. Not from a
-    signal handler: the handler can interrupt code that holds the locks this
-    takes. The open calls end as ``cancelled``; calls made afterwards work
-    as before.
-
-    Returns:
-        True if every event writer emptied its queue within ``timeout``
-        seconds.
-    """
-    end_streamed_calls()
-    return flush_all(timeout)
-
-
-def move_exit_hook_last() -> None:
-    """Register the exit hook again, to run before hooks registered so far.
-
-    ``configure()`` calls this: a tracer provider made after the first
-    wrapped stream registered its shutdown after the hook, and would shut
-    down before the hook ends the open calls, losing their spans.
-    """
-    with _exit_hook:
-        if _exit_hook_registered:
-            atexit.unregister(end_streamed_calls)
-            atexit.register(end_streamed_calls)
 
 
 class LLMCall:
@@ -437,10 +376,7 @@ class LLMCall:
         self._stream_lock = threading.Lock()
         self._stream_state = _OPEN
         self._stream_end = end
-        if not _exit_hook_registered:
-            _register_exit_hook()
-        with _streamed_calls_lock:
-            _streamed_calls.add(self)
+        _open_calls.track(self)
         return wrapper
 
     def mark_first_token(self) -> None:
@@ -650,8 +586,7 @@ class LLMCall:
                 fanout.emit_stage(stage)
             return None
         if self._stream_end is not None:
-            with _streamed_calls_lock:
-                _streamed_calls.discard(self)
+            _open_calls.untrack(self)
         try:
             event = self._build_event(error)
         except Exception:  # noqa: BLE001 - must not break the user's request

@@ -14,6 +14,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from prometheus_client import CollectorRegistry, values
 
+from llmobs_core._open_calls import move_exit_hook_last
 from llmobs_core.budgets import Budget, BudgetBook, BudgetEmitter, budget_book_from
 from llmobs_core.emitters import (
     Emitter,
@@ -153,8 +154,6 @@ def configure(
     load_prices()
     with _lock:
         _config = config
-    from llmobs_core._call import move_exit_hook_last  # imports this module
-
     move_exit_hook_last()
     return config
 

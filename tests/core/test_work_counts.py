@@ -113,10 +113,10 @@ def cyclic_garbage(run: Callable[[], None], count: int) -> int:
     """Return how many objects ``count`` runs left in reference cycles.
 
     Objects in a cycle outlive their last use until the garbage collector
-    finds them; objects made per call that do so make it run more often and
-    promote more objects to the older generations, whose collections scan
-    the whole heap. With the collector off during the runs, the collection
-    after them finds every such object.
+    finds them. Made per call, they make it run more often and promote more
+    objects to the older generations, whose collections scan the whole heap.
+    With the collector off during the runs, the collection after them finds
+    every such object.
     """
     run()
     assert llmobs_core.flush(timeout=10)
