@@ -68,7 +68,7 @@ def attribute_text(value: str) -> str:
     r"""Return ``value`` with each lone surrogate replaced by U+FFFD.
 
     OTLP exporters encode string attributes as UTF-8, and drop one that
-    holds a lone surrogate (which JSON's ``\ud800`` escapes produce) with an
+    contains a lone surrogate (which JSON's ``\ud800`` escapes produce) with an
     ERROR log on every export. Most values are ASCII, which is checked first.
     """
     if value.isascii():

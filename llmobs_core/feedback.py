@@ -9,7 +9,6 @@ current, the feedback is also added to it as an OpenTelemetry
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Literal
@@ -18,7 +17,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmobs_core._semconv import attribute_text
-from llmobs_core.emitters.jsonlog import EVENTS_LOGGER
+from llmobs_core.emitters.jsonlog import EVENTS_LOGGER, json_line
 
 __all__ = ["FeedbackLog", "record_feedback"]
 
@@ -82,12 +81,7 @@ def record_feedback(
     )
     logger = logging.getLogger(EVENTS_LOGGER)
     if logger.isEnabledFor(logging.INFO):
-        try:
-            line = feedback.model_dump_json()
-        except ValueError:  # pydantic's serialization error, for a lone surrogate
-            # Escaped, as the call events are: valid JSON, the same strings.
-            line = json.dumps(feedback.model_dump(mode="json"), separators=(",", ":"))
-        logger.info("%s", line)
+        logger.info("%s", json_line(feedback))
     if span.is_recording():
         attributes: dict[str, str | float] = {
             "gen_ai.evaluation.name": attribute_text(name),

@@ -99,8 +99,8 @@ def observed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Observed]:
     # Events queued by earlier tests are written later: finish them before
     # capturing, so they are not counted here.
     assert llmobs_core.flush(timeout=10)
-    # The call handle's warnings are rate-limited per kind: start them fresh,
-    # so that a test sees the warnings of its own calls.
+    # The call handle's warnings are rate-limited per kind. Fresh ones per
+    # test let each test get the warnings of its own calls.
     monkeypatch.setattr(_call, "_warning", RateLimitedWarning(_call.logger))
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

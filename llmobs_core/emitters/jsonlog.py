@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from opentelemetry.trace import Span
+from pydantic import BaseModel
 
 from llmobs_core.emitters._base import StageEvent
 from llmobs_core.emitters._writer import BackgroundWriter
@@ -75,10 +76,7 @@ class JsonLogEmitter:
         """Log the event, if the logger is enabled for INFO."""
         if not self._logger.isEnabledFor(logging.INFO):
             return
-        try:
-            line = event.model_dump_json()
-        except ValueError:  # pydantic's serialization error, for a lone surrogate
-            line = _escaped_json(event)
+        line = json_line(event)
         if self._writer is None:
             self._log(line)
         else:
@@ -124,7 +122,15 @@ class JsonLogEmitter:
         """Ignore stage events: they appear in metrics and spans only."""
 
 
-def _escaped_json(event: LLMCallLog) -> str:
+def json_line(event: BaseModel) -> str:
+    """Return an event as one JSON line, as pydantic writes it when it can."""
+    try:
+        return event.model_dump_json()
+    except ValueError:  # pydantic's serialization error, for a lone surrogate
+        return _escaped_json(event)
+
+
+def _escaped_json(event: BaseModel) -> str:
     r"""Return the event's JSON line with every non-ASCII character escaped.
 
     pydantic cannot write a string with a lone surrogate as UTF-8, and such
@@ -134,9 +140,12 @@ def _escaped_json(event: LLMCallLog) -> str:
     strings back.
     """
     fields = event.model_dump(mode="json")
-    # The JSON mode replaces lone surrogates in dict keys; extra's keys are
-    # strings already, so they are taken as they are.
-    fields["extra"] = event.extra
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            # The JSON mode replaces lone surrogates in dict keys. The
+            # events' dicts (extra) map strings to strings, so they are
+            # taken as they are.
+            fields[name] = getattr(event, name)
     return json.dumps(fields, separators=(",", ":"))
 
 
